@@ -1,0 +1,23 @@
+"""mxopt: the optimizers of deep learning, derived, explained and compiled.
+
+Each optimizer is one module holding its update rule (a scalar function that
+reads like its equation) and its MXNet-compatible class; the engine compiles
+the rule for the CPU and for CUDA GPUs.
+
+>>> import numpy as np, mxopt
+>>> opt = mxopt.create('adam', learning_rate=0.01)
+>>> w = np.zeros(4, np.float32); state = opt.create_state(0, w)
+>>> opt.update(0, w, np.ones(4, np.float32), state)
+"""
+from . import lr_scheduler
+from ._engine import UpdateRule
+from .adam import Adam
+from .nag import NAG
+from .optimizer import Optimizer, State, Updater, create, get_updater, register
+from .sgd import SGD
+from .trainer import Trainer
+
+__version__ = "0.1.0"
+
+__all__ = ["Adam", "NAG", "Optimizer", "SGD", "State", "Trainer", "UpdateRule", "Updater",
+           "create", "get_updater", "lr_scheduler", "register"]

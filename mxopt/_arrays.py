@@ -1,0 +1,178 @@
+"""Where an array lives, and the few array operations mxopt needs on both targets.
+
+mxopt works on NumPy arrays (the CPU target) and on any object exposing
+``__cuda_array_interface__`` (the CUDA target): Numba device arrays, CuPy
+arrays and PyTorch CUDA tensors are updated in place, never copied to the
+host. New arrays (optimizer state, the Trainer's flat buffers) are made with
+the same library as the weight they belong to, so a PyTorch user gets
+PyTorch tensors back.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CPU, CUDA = "cpu", "cuda"
+
+#: Weight dtypes an update rule can run in.
+FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+class ArrayInfo:
+    """The facts about one array that the checks need, for either target."""
+
+    __slots__ = ("target", "shape", "dtype", "contiguous", "writeable", "size")
+
+    def __init__(self, target, shape, dtype, contiguous, writeable):
+        self.target = target
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.contiguous = contiguous
+        self.writeable = writeable
+        self.size = int(np.prod(self.shape, dtype=np.int64))
+
+
+def target_of(x):
+    """``'cpu'`` for NumPy arrays, ``'cuda'`` for CUDA arrays, else ``None``."""
+    if isinstance(x, np.ndarray):
+        return CPU
+    if hasattr(x, "__cuda_array_interface__"):
+        return CUDA
+    return None
+
+
+def info(x) -> ArrayInfo | None:
+    """Describe ``x``, or return ``None`` when it is not an array mxopt can use."""
+    if isinstance(x, np.ndarray):
+        return ArrayInfo(CPU, x.shape, x.dtype, x.flags.c_contiguous, x.flags.writeable)
+    cai = getattr(x, "__cuda_array_interface__", None)
+    if cai is None:
+        return None
+    shape, dtype = cai["shape"], np.dtype(cai["typestr"])
+    strides = cai.get("strides")
+    contiguous = strides is None or tuple(strides) == _c_strides(shape, dtype.itemsize)
+    return ArrayInfo(CUDA, shape, dtype, contiguous, not cai["data"][1])
+
+
+def _c_strides(shape, itemsize):
+    strides, step = [], itemsize
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(int(n), 1)
+    return tuple(reversed(strides))
+
+
+def flat(x):
+    """A 1-D view of a C-contiguous array, as the kernels take it."""
+    if isinstance(x, np.ndarray):
+        return x.reshape(-1)
+    from numba import cuda
+
+    d = x if cuda.is_cuda_array(x) and hasattr(x, "copy_to_host") else cuda.as_cuda_array(x)
+    return d.reshape(d.size) if d.ndim != 1 else d
+
+
+def _library(like):
+    """The module that made ``like``: numpy, cupy, torch or numba.cuda."""
+    if isinstance(like, np.ndarray):
+        return "numpy"
+    mod = type(like).__module__.split(".")[0]
+    if mod in ("torch", "cupy"):
+        return mod
+    return "numba"
+
+
+def empty(like, shape, dtype):
+    """An uninitialised array of ``shape``/``dtype`` on the device of ``like``."""
+    dtype = np.dtype(dtype)
+    lib = _library(like)
+    if lib == "numpy":
+        return np.empty(shape, dtype)
+    if lib == "torch":
+        import torch
+
+        return torch.empty(shape, dtype=getattr(torch, dtype.name), device=like.device)
+    if lib == "cupy":
+        import cupy
+
+        with cupy.cuda.Device(like.device.id):
+            return cupy.empty(shape, dtype)
+    from numba import cuda
+
+    return cuda.device_array(shape, dtype)
+
+
+def zeros(like, shape, dtype):
+    """Zeros of ``shape``/``dtype`` on the device of ``like``."""
+    out = empty(like, shape, dtype)
+    fill(out, 0)
+    return out
+
+
+def fill(x, value):
+    """Set every element of ``x`` to ``value`` in place."""
+    lib = _library(x)
+    if lib == "numpy":
+        x.fill(value)
+    elif lib == "torch":
+        x.fill_(value)
+    elif lib == "cupy":
+        x.fill(value)
+    else:
+        x.copy_to_device(np.full(x.shape, value, x.dtype))
+
+
+def copy_into(dst, src):
+    """``dst[...] = src`` across libraries and dtypes (host or device source)."""
+    lib = _library(dst)
+    if lib == "numpy":
+        np.copyto(dst, to_host(src), casting="unsafe")
+        return
+    if target_of(src) == CPU:
+        host = np.ascontiguousarray(src, dtype=info(dst).dtype)
+        if lib == "torch":
+            import torch
+
+            dst.copy_(torch.from_numpy(host))
+        elif lib == "cupy":
+            dst.set(host)
+        else:
+            dst.copy_to_device(host)
+        return
+    if lib == "torch":
+        import torch
+
+        dst.copy_(torch.as_tensor(src, device=dst.device))
+    elif lib == "cupy":
+        import cupy
+
+        dst[...] = cupy.asarray(src)
+    else:
+        from numba import cuda
+
+        if info(src).dtype == info(dst).dtype:
+            dst.copy_to_device(cuda.as_cuda_array(src))
+        else:
+            dst.copy_to_device(to_host(src).astype(info(dst).dtype))
+
+
+def to_host(x) -> np.ndarray:
+    """A NumPy copy (or the array itself, when it is NumPy already)."""
+    if isinstance(x, np.ndarray):
+        return x
+    lib = _library(x)
+    if lib == "torch":
+        return x.detach().cpu().numpy()
+    if lib == "cupy":
+        return x.get()
+    from numba import cuda
+
+    return (x if hasattr(x, "copy_to_host") else cuda.as_cuda_array(x)).copy_to_host()
+
+
+def view(buffer, start, shape):
+    """The slice ``buffer[start:start+size]`` of a flat buffer, shaped ``shape``."""
+    size = int(np.prod(shape, dtype=np.int64))
+    part = buffer[start:start + size]
+    if _library(buffer) == "torch":
+        return part.view(shape)
+    return part.reshape(shape)
