@@ -31,11 +31,20 @@ class ArrayInfo:
         self.size = int(np.prod(self.shape, dtype=np.int64))
 
 
+def _is_numba_device_array(x):
+    """A Numba device array (these also stand in for GPU arrays under the CUDA simulator)."""
+    if not type(x).__module__.startswith("numba"):
+        return False
+    from numba import cuda
+
+    return cuda.devicearray.is_cuda_ndarray(x)
+
+
 def target_of(x):
     """``'cpu'`` for NumPy arrays, ``'cuda'`` for CUDA arrays, else ``None``."""
     if isinstance(x, np.ndarray):
         return CPU
-    if hasattr(x, "__cuda_array_interface__"):
+    if hasattr(x, "__cuda_array_interface__") or _is_numba_device_array(x):
         return CUDA
     return None
 
@@ -46,6 +55,8 @@ def info(x) -> ArrayInfo | None:
         return ArrayInfo(CPU, x.shape, x.dtype, x.flags.c_contiguous, x.flags.writeable)
     cai = getattr(x, "__cuda_array_interface__", None)
     if cai is None:
+        if _is_numba_device_array(x):
+            return ArrayInfo(CUDA, x.shape, x.dtype, x.is_c_contiguous(), True)
         return None
     shape, dtype = cai["shape"], np.dtype(cai["typestr"])
     strides = cai.get("strides")
@@ -67,7 +78,7 @@ def flat(x):
         return x.reshape(-1)
     from numba import cuda
 
-    d = x if cuda.is_cuda_array(x) and hasattr(x, "copy_to_host") else cuda.as_cuda_array(x)
+    d = x if _is_numba_device_array(x) else cuda.as_cuda_array(x)
     return d.reshape(d.size) if d.ndim != 1 else d
 
 
@@ -150,7 +161,7 @@ def copy_into(dst, src):
         from numba import cuda
 
         if info(src).dtype == info(dst).dtype:
-            dst.copy_to_device(cuda.as_cuda_array(src))
+            dst.copy_to_device(src if _is_numba_device_array(src) else cuda.as_cuda_array(src))
         else:
             dst.copy_to_device(to_host(src).astype(info(dst).dtype))
 
@@ -166,7 +177,7 @@ def to_host(x) -> np.ndarray:
         return x.get()
     from numba import cuda
 
-    return (x if hasattr(x, "copy_to_host") else cuda.as_cuda_array(x)).copy_to_host()
+    return (x if _is_numba_device_array(x) else cuda.as_cuda_array(x)).copy_to_host()
 
 
 def view(buffer, start, shape):

@@ -36,7 +36,7 @@ import types
 import numpy as np
 
 from . import _arrays
-from ._scalar import HELPERS
+from ._scalar import COMPILED, HELPERS
 
 _TEMPLATE = """
 def kernel({outputs}{arrays}, {scalars}):
@@ -124,6 +124,8 @@ def _compile(fn, target):
     for name in fn.__code__.co_names:
         if name in HELPERS and glb.get(name) is HELPERS[name]:
             glb[name] = _compile(HELPERS[name], target)
+        elif name in COMPILED and name in glb:
+            glb[name] = COMPILED[name]
     clone = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
     if target == _arrays.CPU:
         import numba

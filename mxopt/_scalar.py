@@ -8,16 +8,16 @@ same restricted style as rules: scalar arithmetic, ``math`` functions,
 
 Literal numbers are the one trap. Numba types an untyped ``1`` or ``1.0`` as
 a 64-bit number, so ``1 - beta1`` would turn a float32 rule into float64
-arithmetic (measured on an H200: about 20 % slower Adam). :data:`ONE` is a
-float32 constant: ``ONE - beta1`` stays float32 for float32 scalars and
-becomes float64 only where ``beta1`` is float64 already.
+arithmetic (measured on an H200: about 20 % slower Adam). Rules write
+:data:`ONE` instead. In Python it is the float ``1.0``, so a rule called on
+Python floats computes in float64; in compiled kernels the engine replaces it
+by a float32 one (:data:`COMPILED`), so ``ONE - beta1`` stays float32 for
+float32 scalars and is float64 only where ``beta1`` is float64 already.
 """
-import math
-
 import numpy as np
 
-#: The number one as float32, for ``ONE - beta`` inside rules.
-ONE = np.float32(1.0)
+#: The number one, for ``ONE - beta`` inside rules.
+ONE = 1.0
 
 
 def clip(x, bound):
@@ -36,4 +36,7 @@ def clip(x, bound):
 #: Helpers the engine recompiles for each target, by name.
 HELPERS = {"clip": clip}
 
-__all__ = ["ONE", "clip", "HELPERS"]
+#: Constants the engine substitutes in compiled rules, by name.
+COMPILED = {"ONE": np.float32(1.0)}
+
+__all__ = ["ONE", "clip", "HELPERS", "COMPILED"]

@@ -1,0 +1,159 @@
+"""Bad input raises a clear TypeError/ValueError naming the argument, and
+leaves the weight, the state and the counters exactly as they were."""
+import copy
+
+import numpy as np
+import pytest
+
+import mxopt
+
+
+def snapshot(opt, w, state):
+    return (w.copy(), [a.copy() for a in state] if state is not None else None,
+            dict(opt._index_update_count), opt.num_update)
+
+
+def assert_unchanged(before, opt, w, state):
+    w0, s0, counts, num = before
+    np.testing.assert_array_equal(w, w0)
+    if s0 is not None:
+        for a, b in zip(state, s0):
+            np.testing.assert_array_equal(a, b)
+    assert opt._index_update_count == counts and opt.num_update == num
+
+
+@pytest.fixture(params=["sgd_mom", "nag", "adam"])
+def setup(request):
+    opt = {"sgd_mom": lambda: mxopt.SGD(learning_rate=0.1, momentum=0.9),
+           "nag": lambda: mxopt.NAG(learning_rate=0.1, momentum=0.9),
+           "adam": lambda: mxopt.Adam(learning_rate=0.1)}[request.param]()
+    w = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    state = opt.create_state(0, w)
+    opt.update(0, w, np.ones_like(w), state)  # one good step: counters and state are non-trivial
+    return opt, w, state
+
+
+def bad_updates(opt, w, state):
+    g = np.ones_like(w)
+    ro = w.copy()
+    ro.flags.writeable = False
+    other = mxopt.create("sgd", momentum=0.5) if not isinstance(opt, mxopt.SGD) else mxopt.Adam()
+    yield "grad shape", ValueError, "grad", lambda: opt.update(0, w, np.ones((4, 3), np.float32), state)
+    yield "grad dtype", TypeError, "grad", lambda: opt.update(0, w, g.astype(np.float64), state)
+    yield "int grad", TypeError, "grad", lambda: opt.update(0, w, g.astype(np.int32), state)
+    yield "list grad", TypeError, "grad", lambda: opt.update(0, w, g.tolist(), state)
+    yield "int weight", TypeError, "weight", lambda: opt.update(0, w.astype(np.int64), g.astype(np.int64), state)
+    yield "non-contiguous grad", ValueError, "grad", lambda: opt.update(
+        0, w, np.ones((4, 3), np.float32).T, state)
+    yield "non-contiguous weight", ValueError, "weight", lambda: opt.update(
+        0, np.asfortranarray(w), np.asfortranarray(g), state)
+    yield "read-only weight", ValueError, "weight", lambda: opt.update(0, ro, g, state)
+    yield "wrong index", ValueError, "index", lambda: opt.update(1, w, g, state)
+    yield "bad index type", TypeError, "index", lambda: opt.update(0.5, w, g, state)
+    yield "other optimizer's state", ValueError, "state", lambda: opt.update(
+        0, w, g, other.create_state(0, w))
+    yield "no state", TypeError, "state", lambda: opt.update(0, w, g, None)
+    yield "state of other shape", ValueError, "state", lambda: opt.update(
+        0, w, g, opt.create_state(0, np.zeros(5, np.float32)))
+    yield "float16 without multi_precision", TypeError, "multi_precision", lambda: opt.update(
+        0, w.astype(np.float16), g.astype(np.float16), state)
+
+
+def test_each_bad_update_raises_and_changes_nothing(setup):
+    opt, w, state = setup
+    for label, exc, word, call in bad_updates(opt, w, state):
+        before = snapshot(opt, w, state)
+        with pytest.raises(exc, match=word):
+            call()
+        assert_unchanged(before, opt, w, state), label
+
+
+def test_state_from_changed_hyperparameter_is_rejected():
+    opt = mxopt.SGD(learning_rate=0.1, momentum=0.0)
+    w = np.ones(3, np.float32)
+    state = opt.create_state(0, w)
+    opt.momentum = 0.9
+    before = snapshot(opt, w, None)
+    with pytest.raises(ValueError, match="momentum changed"):
+        opt.update(0, w, np.ones(3, np.float32), state)
+    assert_unchanged(before, opt, w, None)
+
+
+@pytest.mark.parametrize("name, kwargs, word", [
+    ("sgd", {"learning_rate": -0.1}, "lr"),
+    ("sgd", {"learning_rate": float("nan")}, "lr"),
+    ("sgd", {"learning_rate": "0.1"}, "lr"),
+    ("sgd", {"momentum": 1.0}, "momentum"),
+    ("sgd", {"momentum": -0.1}, "momentum"),
+    ("nag", {"momentum": 1.5}, "momentum"),
+    ("adam", {"beta1": 1.0}, "beta1"),
+    ("adam", {"beta2": -0.5}, "beta2"),
+    ("adam", {"epsilon": -1e-8}, "epsilon"),
+    ("adam", {"clip_gradient": 0}, "clip_gradient"),
+    ("sgd", {"clip_gradient": -1.0}, "clip_gradient"),
+    ("sgd", {"wd": -0.1}, "wd"),
+    ("sgd", {"rescale_grad": 0.0}, "rescale_grad"),
+    ("sgd", {"begin_num_update": -1}, "begin_num_update"),
+])
+def test_out_of_range_hyperparameters(name, kwargs, word):
+    with pytest.raises((ValueError, TypeError), match=word):
+        mxopt.create(name, **kwargs)
+
+
+def test_bad_assignment_after_construction_keeps_old_value():
+    opt = mxopt.Adam(learning_rate=0.01, beta1=0.8)
+    with pytest.raises(ValueError, match="beta1"):
+        opt.beta1 = 1.2
+    assert opt.beta1 == 0.8
+    with pytest.raises(ValueError, match="lr"):
+        opt.learning_rate = -1
+    assert opt.learning_rate == 0.01
+
+
+def test_unknown_optimizer_and_unknown_argument():
+    with pytest.raises(ValueError, match="unknown optimizer 'sgdd'"):
+        mxopt.create("sgdd")
+    with pytest.raises(TypeError):
+        mxopt.create("sgd", momentun=0.9)
+
+
+def test_learning_rate_contradicting_scheduler():
+    sched = mxopt.lr_scheduler.FactorScheduler(step=10, factor=0.5, base_lr=0.1)
+    with pytest.raises(ValueError, match="base_lr"):
+        mxopt.Adam(learning_rate=0.01, lr_scheduler=sched)
+    opt = mxopt.Adam(lr_scheduler=sched)  # no overwrite: the scheduler's base_lr is used
+    assert opt.learning_rate == 0.1
+    with pytest.raises(ValueError, match="lr_scheduler"):
+        opt.set_learning_rate(0.5)
+
+
+def test_cpu_weight_with_gpu_gradient_is_rejected():
+    class FakeGpuArray:  # anything exposing the CUDA array interface counts as a GPU array
+        def __init__(self, a):
+            self.__cuda_array_interface__ = {"shape": a.shape, "typestr": a.dtype.str,
+                                             "data": (0, False), "strides": None, "version": 3}
+
+    opt = mxopt.SGD(learning_rate=0.1, momentum=0.9)
+    w = np.ones(4, np.float32)
+    state = opt.create_state(0, w)
+    before = snapshot(opt, w, state)
+    with pytest.raises(ValueError, match="same device"):
+        opt.update(0, w, FakeGpuArray(w), state)
+    assert_unchanged(before, opt, w, state)
+
+
+@pytest.mark.parametrize("kwargs", [{"step": 0}, {"step": 10, "factor": 1.5},
+                                    {"step": 10, "warmup_mode": "cubic"},
+                                    {"step": 10, "base_lr": 0.1, "warmup_begin_lr": 0.2}])
+def test_bad_scheduler_arguments(kwargs):
+    with pytest.raises((ValueError, TypeError)):
+        mxopt.lr_scheduler.FactorScheduler(**kwargs)
+
+
+def test_bad_scheduler_argument_types():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        mxopt.lr_scheduler.MultiFactorScheduler([10, 5])
+    with pytest.raises(ValueError, match="max_update"):
+        mxopt.lr_scheduler.CosineScheduler(max_update=10, warmup_steps=10)
+    with pytest.raises(TypeError, match="num_update"):
+        mxopt.lr_scheduler.PolyScheduler(max_update=10)(1.5)
