@@ -1,0 +1,321 @@
+"""Pictures for the guide: contour maps, optimizer paths, loss curves and animations.
+
+Every function accepts the problems of :mod:`mxopt.problems` (anything with
+``f(x, y)``, ``bounds``, ``minimum``, ``log_levels`` and ``name``) and the
+arrays its drivers return.  Functions that draw into one set of axes take an
+optional ``ax`` and return the :class:`~matplotlib.axes.Axes` they drew on
+(``ax.figure`` is the figure); when ``ax`` is None they open a new pyplot
+figure, which Jupyter shows inline.  Nothing here calls ``plt.show()``.
+
+Animations are drawn on a bare :class:`~matplotlib.figure.Figure` that pyplot
+does not know about, so a notebook shows only the animation (via
+:func:`animation_html`), never a stray static copy.
+
+Colours follow the Okabe–Ito palette, which stays distinguishable under the
+common forms of colour blindness (M. Okabe and K. Ito, "Color Universal
+Design", 2008, https://jfly.uni-koeln.de/color/).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from itertools import cycle
+
+import numpy as np
+from matplotlib import colormaps, rc_context
+from matplotlib.animation import FuncAnimation
+from matplotlib.colors import BoundaryNorm, ListedColormap
+from matplotlib.figure import Figure
+
+__all__ = [
+    "PALETTE",
+    "MAX_FRAMES",
+    "contour_levels",
+    "contour",
+    "plot_trajectories",
+    "plot_losses",
+    "animate_trajectories",
+    "animation_html",
+    "compare_grid",
+]
+
+#: Okabe–Ito colours, reordered so the first few contrast best on a light background.
+PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+
+#: Default cap on the number of animation frames (keeps the HTML around a megabyte).
+MAX_FRAMES = 60
+
+# A light grey ramp for the filled contours: dark enough to read the landscape,
+# light enough that coloured paths stay visible on top of it.
+_BACKGROUND = ListedColormap(np.linspace(1.0, 0.78, 64)[:, None].repeat(3, axis=1), name="mxopt_grey")
+
+
+def _new_axes(ax, figsize):
+    """Return ``ax``, or the axes of a new pyplot figure (imported lazily) when it is None."""
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return ax
+
+
+def _grid(problem, resolution: int):
+    """Evaluate ``problem.f`` on a ``resolution`` × ``resolution`` grid spanning its bounds."""
+    (xmin, xmax), (ymin, ymax) = problem.bounds
+    X, Y = np.meshgrid(np.linspace(xmin, xmax, resolution), np.linspace(ymin, ymax, resolution))
+    return X, Y, problem.f(X, Y)
+
+
+def contour_levels(Z: np.ndarray, n: int = 20, log: bool = True, *, low_fraction: float = 0.005) -> np.ndarray:
+    r"""``n`` increasing contour levels for the values ``Z`` (e.g. a grid of function values).
+
+    With ``log`` the *heights above the lowest value*, :math:`z - z_{\min}`,
+    of the levels form a geometric sequence from :math:`h_0` up to
+    :math:`z_{\max} - z_{\min}`, where :math:`h_0` is the height below which
+    only a fraction ``low_fraction`` of the values lie.  Log spacing resolves
+    narrow valleys and flat basins; measuring heights from :math:`z_{\min}`
+    works whether the minimum value is zero, positive or negative; and picking
+    :math:`h_0` from the data adapts the range (two decades for a round bowl,
+    six for Beale's function) to the picture.  Without ``log`` the levels are
+    evenly spaced strictly between the extremes.
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    zmin, zmax = float(np.nanmin(Z)), float(np.nanmax(Z))
+    span = zmax - zmin if zmax > zmin else 1.0
+    if not log:
+        return np.linspace(zmin, zmin + span, n + 2)[1:-1]
+    lowest = float(np.nanquantile(Z - zmin, low_fraction))
+    if not 0.0 < lowest < span:
+        lowest = 1e-5 * span
+    return zmin + np.geomspace(lowest, span, n)
+
+
+def _set_view(ax, problem) -> None:
+    """Limit the axes to the problem's bounds; use equal scales unless the box is very elongated."""
+    (xmin, xmax), (ymin, ymax) = problem.bounds
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    ratio = (xmax - xmin) / (ymax - ymin)
+    if 1 / 3 <= ratio <= 3:
+        ax.set_aspect("equal")
+
+
+def contour(
+    problem,
+    ax=None,
+    levels: int | Sequence[float] = 20,
+    *,
+    resolution: int = 200,
+    filled: bool = True,
+    cmap=None,
+    mark_minimum: bool = True,
+    figsize=(5.0, 4.0),
+):
+    """Draw the contour map of a 2-D problem over its bounds and return the axes.
+
+    ``levels`` is a number of levels (placed by :func:`contour_levels`,
+    log-spaced when ``problem.log_levels``) or explicit level values.  Filled
+    bands use a light grey ramp (or ``cmap``) under thin grey contour lines.
+    The global minimum is marked with a star (labelled "minimum" for the
+    legend) and a saddle point, if the problem has one, with a cross.  Markers
+    are scatter collections, so ``ax.lines`` is left to the optimizer paths.
+    """
+    ax = _new_axes(ax, figsize)
+    X, Y, Z = _grid(problem, resolution)
+    if np.ndim(levels) == 0:
+        levels = contour_levels(Z, int(levels), getattr(problem, "log_levels", True))
+    levels = np.asarray(levels, dtype=np.float64)
+    if filled:
+        cmap = _BACKGROUND if cmap is None else colormaps[cmap] if isinstance(cmap, str) else cmap
+        norm = BoundaryNorm(levels, ncolors=cmap.N, extend="both")
+        ax.contourf(X, Y, Z, levels=levels, cmap=cmap, norm=norm, extend="both")
+    ax.contour(X, Y, Z, levels=levels, colors="0.4", linewidths=0.5, alpha=0.6)
+    if mark_minimum and problem.minimum is not None:
+        x, y = problem.minimum
+        ax.scatter([x], [y], marker="*", s=160, color="gold", edgecolors="black", linewidths=0.8, zorder=4, label="minimum")
+    saddle = getattr(problem, "saddle_point", None)
+    if mark_minimum and saddle is not None:
+        ax.scatter([saddle[0]], [saddle[1]], marker="x", s=60, color="black", zorder=4, label="saddle point")
+    x_label, y_label = getattr(problem, "axis_labels", ("x", "y"))
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
+    _set_view(ax, problem)
+    return ax
+
+
+def _draw_path(ax, path: np.ndarray, label: str, color: str, markersize: float) -> None:
+    """One optimizer path: a line through the iterates, a hollow circle at the start, a cross at the end."""
+    ax.plot(path[:, 0], path[:, 1], "-o", color=color, lw=1.3, ms=markersize, alpha=0.9, label=label, zorder=3)
+    ax.scatter(*path[0], marker="o", s=50, facecolors="white", edgecolors=color, linewidths=1.5, zorder=5)
+    ax.scatter(*path[-1], marker="X", s=70, color=color, edgecolors="white", linewidths=0.6, zorder=5)
+
+
+def plot_trajectories(
+    problem,
+    trajectories: Mapping[str, np.ndarray],
+    ax=None,
+    title: str | None = None,
+    *,
+    markersize: float = 2.5,
+    legend: bool = True,
+    figsize=(5.0, 4.0),
+    **contour_kw,
+):
+    """Draw the contour map of ``problem`` and one path per entry of ``trajectories``; return the axes.
+
+    ``trajectories`` maps a legend label to an array of shape ``(steps + 1, 2)``
+    (as returned by :func:`mxopt.problems.trajectory` or
+    :func:`~mxopt.problems.run_optimizer`).  Each path is one line with small
+    markers at the iterates (so ``len(ax.lines) == len(trajectories)``), a hollow
+    circle at the start and a cross at the end.  The view stays on
+    ``problem.bounds`` even if a path leaves it.  Extra keywords go to
+    :func:`contour`.
+    """
+    ax = contour(problem, ax, figsize=figsize, **contour_kw)
+    for (label, path), color in zip(trajectories.items(), cycle(PALETTE)):
+        _draw_path(ax, np.asarray(path, dtype=np.float64), label, color, markersize)
+    _set_view(ax, problem)
+    ax.set_title(problem.name if title is None else title)
+    if legend:
+        ax.legend(loc="best", fontsize="small", framealpha=0.85)
+    return ax
+
+
+def plot_losses(
+    histories: Mapping[str, np.ndarray],
+    ax=None,
+    log: bool = True,
+    xlabel: str = "step",
+    ylabel: str = "loss",
+    *,
+    baseline: float | None = None,
+    title: str | None = None,
+    figsize=(5.5, 3.5),
+):
+    """Draw one loss curve per entry of ``histories`` (label → 1-D array) and return the axes.
+
+    Entry ``k`` of a history is plotted at ``x = k``.  With ``baseline`` the
+    curves show ``loss - baseline`` (e.g. the optimal loss, to see the rate at
+    which the gap closes; ``ylabel`` then defaults to "loss − baseline").  On
+    a log scale (the default) non-positive values and NaNs, such as the tail
+    of a diverged run, are left out rather than clipped.  One line per history,
+    so ``len(ax.lines) == len(histories)``.
+    """
+    ax = _new_axes(ax, figsize)
+    for (label, history), color in zip(histories.items(), cycle(PALETTE)):
+        y = np.asarray(history, dtype=np.float64)
+        if baseline is not None:
+            y = y - baseline
+        if log:
+            y = np.where(y > 0, y, np.nan)
+        ax.plot(np.arange(len(y)), y, color=color, lw=1.4, label=label)
+    if log:
+        ax.set_yscale("log")
+    if baseline is not None and ylabel == "loss":
+        ylabel = "loss − baseline"
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    if title is not None:
+        ax.set_title(title)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def _frame_indices(n_points: int, frames: int | None) -> np.ndarray:
+    """At most ``frames`` (default :data:`MAX_FRAMES`) step numbers spread evenly over ``0 .. n_points - 1``."""
+    frames = min(n_points, MAX_FRAMES if frames is None else frames)
+    return np.unique(np.linspace(0, n_points - 1, max(frames, 1)).round().astype(int))
+
+
+def animate_trajectories(
+    problem,
+    trajectories: Mapping[str, np.ndarray],
+    frames: int | None = None,
+    interval: float = 100,
+    fps: float | None = None,
+    *,
+    title: str | None = None,
+    figsize=(4.4, 3.8),
+    dpi: float = 72,
+) -> FuncAnimation:
+    """Animate the paths of ``trajectories`` being traced over the contour map of ``problem``.
+
+    The animation has at most ``frames`` frames (default :data:`MAX_FRAMES`);
+    for longer paths each frame advances several steps, evenly spread, so the
+    whole run is shown.  Frames are ``interval`` milliseconds apart (``fps``, if
+    given, overrides it: ``interval = 1000 / fps``).  A path shorter than the
+    others stays at its last point.
+
+    The figure is a bare :class:`~matplotlib.figure.Figure` (small, ``dpi`` 72),
+    not registered with pyplot, so a notebook displays nothing until the
+    animation is rendered, e.g. with :func:`animation_html`.
+    """
+    paths = {label: np.asarray(path, dtype=np.float64) for label, path in trajectories.items()}
+    steps = _frame_indices(max(len(p) for p in paths.values()), frames)
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
+    ax = contour(problem, fig.add_subplot())
+    ax.set_title(problem.name if title is None else title)
+    artists = []
+    for (label, path), color in zip(paths.items(), cycle(PALETTE)):
+        ax.scatter(*path[0], marker="o", s=40, facecolors="white", edgecolors=color, linewidths=1.3, zorder=5)
+        (trail,) = ax.plot([], [], "-", color=color, lw=1.5, label=label, zorder=3)
+        (head,) = ax.plot([], [], "o", color=color, ms=6, mec="white", mew=0.8, zorder=6)
+        artists.append((path, trail, head))
+    counter = ax.text(0.02, 0.97, "", transform=ax.transAxes, va="top", fontsize="small")
+    ax.legend(loc="lower right", fontsize="x-small", framealpha=0.85)
+    # Lay the figure out once, then freeze it: the frames only move lines.
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")
+
+    def draw(frame: int):
+        k = steps[frame]
+        for path, trail, head in artists:
+            j = min(k, len(path) - 1)
+            trail.set_data(path[: j + 1, 0], path[: j + 1, 1])
+            head.set_data(path[j : j + 1, 0], path[j : j + 1, 1])
+        counter.set_text(f"step {k}")
+
+    if fps is not None:
+        interval = 1000.0 / fps
+    return FuncAnimation(fig, draw, frames=len(steps), interval=interval, blit=False, cache_frame_data=False)
+
+
+def animation_html(anim: FuncAnimation) -> str:
+    """Render ``anim`` to a self-contained, looping HTML/JavaScript player (``anim.to_jshtml()``).
+
+    Frames are embedded as JPEG, which is about a third the size of PNG for
+    these pictures (thin antialiased contour lines compress poorly as PNG);
+    with the defaults of :func:`animate_trajectories` the string is around a
+    megabyte.  Display it with ``IPython.display.HTML``.
+    """
+    with rc_context({"animation.frame_format": "jpeg"}):
+        return anim.to_jshtml(embed_frames=True, default_mode="loop")
+
+
+def compare_grid(
+    problems: Sequence,
+    runs: Callable[[object], Mapping[str, np.ndarray]] | Mapping[str, Callable[[object], np.ndarray]],
+    *,
+    size: float = 3.6,
+    title: str | None = None,
+) -> Figure:
+    """One row of subplots, one per problem, each showing several optimizers' paths; return the figure.
+
+    ``runs`` is either a function ``problem -> {label: path}`` or a mapping
+    ``{label: function problem -> path}``, e.g.
+    ``{"SGD": lambda p: run_optimizer(SGD(learning_rate=0.01), p)}``.
+    A single legend for the whole figure is drawn below the row.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(problems), figsize=(size * len(problems), size + 0.6), layout="constrained", squeeze=False)
+    for ax, problem in zip(axes[0], problems):
+        paths = runs(problem) if callable(runs) else {label: run(problem) for label, run in runs.items()}
+        plot_trajectories(problem, paths, ax=ax, legend=False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 6), fontsize="small")
+    if title is not None:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,667 @@
+"""Small optimisation problems for the guide, and drivers that record what an optimizer does on them.
+
+Three kinds of object live here:
+
+* **2-D test functions** (:class:`Quadratic`, :class:`Rosenbrock`, :class:`Beale`,
+  :class:`Saddle`): classic surfaces on which the path of an optimizer can be
+  drawn.  Each has an exact analytic gradient.
+* **A linear-regression problem** (:func:`make_regression` returns a
+  :class:`LinearRegression`): a least-squares loss that is cheap enough to
+  train with mini-batch SGD for many epochs in a notebook.
+* **Drivers** that run an optimizer and return what it did:
+  :func:`trajectory` (a from-scratch ``step(p, g)`` function),
+  :func:`run_optimizer` (an mxopt optimizer, through the MXNet API
+  ``create_state`` / ``update``), :func:`train_regression` and
+  :func:`regression_trajectory` (mini-batch training on a
+  :class:`LinearRegression`).
+
+Every problem follows the same small protocol, so the drivers and
+:mod:`mxopt.plot` accept any of them::
+
+    name        str, a short label for titles and legends
+    value(p)    float, the objective at a point p (1-D float array)
+    grad(p)     1-D float64 array, the exact gradient at p
+    start       1-D float64 array, a suggested starting point
+    minimum     1-D float64 array of the global minimiser, or None
+    bounds      ((xmin, xmax), (ymin, ymax)), the region worth plotting
+    log_levels  bool, whether contour levels should be spaced logarithmically
+    f(x, y)     the objective evaluated element-wise on arrays (for contours)
+
+Everything is deterministic: randomness only enters through explicit seeds.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "DIVERGENCE_LIMIT",
+    "Function2D",
+    "Quadratic",
+    "Rosenbrock",
+    "Beale",
+    "Saddle",
+    "TEST_FUNCTIONS",
+    "LinearRegression",
+    "make_regression",
+    "trajectory",
+    "run_optimizer",
+    "train_regression",
+    "regression_trajectory",
+]
+
+#: A run counts as diverged once any coordinate of the iterate exceeds this in
+#: absolute value.  It is far outside every plotting box, yet small enough that
+#: the gradients of the test functions there still fit in float32.
+DIVERGENCE_LIMIT = 1e4
+
+
+# ---------------------------------------------------------------------------
+# 2-D test functions
+# ---------------------------------------------------------------------------
+
+
+class Function2D:
+    """Base class of the 2-D test functions.
+
+    A subclass defines the objective ``f(x, y)`` and its partial derivatives
+    ``df(x, y) -> (df/dx, df/dy)``, both element-wise on NumPy arrays, plus the
+    attributes ``name``, ``start``, ``minimum``, ``bounds`` and ``log_levels``.
+    This class turns them into the point-wise :meth:`value` and :meth:`grad`
+    that the drivers call.
+    """
+
+    name: str = "function"
+    log_levels: bool = True
+
+    def f(self, x, y):
+        """Objective evaluated element-wise on arrays ``x`` and ``y``."""
+        raise NotImplementedError
+
+    def df(self, x, y):
+        """Partial derivatives ``(df/dx, df/dy)`` evaluated element-wise."""
+        raise NotImplementedError
+
+    def value(self, p) -> float:
+        """Objective at the point ``p = (x, y)``, as a Python float."""
+        x, y = np.asarray(p, dtype=np.float64)
+        return float(self.f(x, y))
+
+    def grad(self, p) -> np.ndarray:
+        """Exact gradient ``(df/dx, df/dy)`` at ``p``, a new float64 array of shape (2,)."""
+        x, y = np.asarray(p, dtype=np.float64)
+        return np.array(self.df(x, y), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Quadratic(Function2D):
+    r"""Ill-conditioned convex quadratic :math:`f(x, y) = \tfrac12 (a x^2 + b y^2)`.
+
+    The Hessian is :math:`\operatorname{diag}(a, b)`, so the condition number is
+    :math:`\kappa = b / a` and the unique minimiser is the origin.  Gradient
+    descent with step :math:`\eta` multiplies the two coordinates by
+    :math:`1 - \eta a` and :math:`1 - \eta b` each step: it converges iff
+    :math:`\eta < 2 / b`, and with :math:`\eta` close to that bound the
+    steep coordinate ``y`` flips sign every step (the zig-zag) while the flat
+    coordinate ``x`` creeps along.  The slow rate, governed by
+    :math:`\kappa`, is what momentum is meant to fix.
+
+    Reference: J. Nocedal and S. J. Wright, *Numerical Optimization*, 2nd ed.,
+    Springer 2006, §3.3 (rate of steepest descent on quadratics);
+    G. Goh, "Why Momentum Really Works", *Distill* 2017.
+    """
+
+    a: float = 1.0
+    b: float = 20.0
+
+    name = "Quadratic"
+    log_levels = True
+
+    def f(self, x, y):
+        return 0.5 * (self.a * x**2 + self.b * y**2)
+
+    def df(self, x, y):
+        return self.a * x, self.b * y
+
+    @property
+    def condition_number(self) -> float:
+        r""":math:`\kappa = b / a`, the ratio of the Hessian's eigenvalues."""
+        return self.b / self.a
+
+    @property
+    def start(self) -> np.ndarray:
+        return np.array([-4.0, 1.5])
+
+    @property
+    def minimum(self) -> np.ndarray:
+        return np.array([0.0, 0.0])
+
+    @property
+    def bounds(self):
+        return ((-4.5, 4.5), (-2.0, 2.0))
+
+
+@dataclass(frozen=True)
+class Rosenbrock(Function2D):
+    r"""Rosenbrock's banana :math:`f(x, y) = (a - x)^2 + b (y - x^2)^2`.
+
+    The global minimiser is :math:`(a, a^2)` with :math:`f = 0`.  It sits at the
+    bottom of a narrow, curved, nearly flat valley along :math:`y = x^2`:
+    finding the valley is easy, following it to the minimum is slow.
+
+    .. math::
+        \partial_x f = -2 (a - x) - 4 b x (y - x^2), \qquad
+        \partial_y f = 2 b (y - x^2).
+
+    Reference: H. H. Rosenbrock, "An automatic method for finding the greatest
+    or least value of a function", *The Computer Journal* 3(3):175–184, 1960.
+    """
+
+    a: float = 1.0
+    b: float = 100.0
+
+    name = "Rosenbrock"
+    log_levels = True
+
+    def f(self, x, y):
+        return (self.a - x) ** 2 + self.b * (y - x**2) ** 2
+
+    def df(self, x, y):
+        valley = y - x**2
+        return -2.0 * (self.a - x) - 4.0 * self.b * x * valley, 2.0 * self.b * valley
+
+    @property
+    def start(self) -> np.ndarray:
+        return np.array([self.a - 2.5, self.a**2 + 0.5])
+
+    @property
+    def minimum(self) -> np.ndarray:
+        return np.array([self.a, self.a**2])
+
+    @property
+    def bounds(self):
+        return ((self.a - 3.0, self.a + 1.0), (self.a**2 - 2.0, self.a**2 + 2.0))
+
+
+@dataclass(frozen=True)
+class Beale(Function2D):
+    r"""Beale's function, a sum of three squared residuals.
+
+    .. math::
+        f(x, y) = r_1^2 + r_2^2 + r_3^2, \qquad
+        r_k = c_k - x + x y^k, \quad (c_1, c_2, c_3) = (1.5,\ 2.25,\ 2.625),
+
+    so :math:`\partial_x f = 2 \sum_k r_k (y^k - 1)` and
+    :math:`\partial_y f = 2 \sum_k r_k\, k x y^{k-1}`.
+    The global minimiser is :math:`(3, 0.5)`, where every residual vanishes.
+    Starting at :math:`(3, 4)` the gradient is huge (the :math:`x y^3` term)
+    while near the minimum the surface is almost flat: a single learning rate
+    cannot suit both, which is what adaptive methods such as Adam address.
+
+    Reference: E. M. L. Beale, "On an iterative method for finding a local
+    minimum of a function of more than one variable", Technical Report 25,
+    Statistical Techniques Research Group, Princeton University, 1958; see also
+    M. Jamil and X.-S. Yang, "A literature survey of benchmark functions for
+    global optimisation problems", *Int. J. Math. Model. Numer. Optim.*
+    4(2):150–194, 2013.
+    """
+
+    name = "Beale"
+    log_levels = True
+
+    _C = (1.5, 2.25, 2.625)
+
+    def f(self, x, y):
+        return sum((c - x + x * y**k) ** 2 for k, c in enumerate(self._C, start=1))
+
+    def df(self, x, y):
+        dx = 0.0
+        dy = 0.0
+        for k, c in enumerate(self._C, start=1):
+            r = c - x + x * y**k
+            dx = dx + 2.0 * r * (y**k - 1.0)
+            dy = dy + 2.0 * r * k * x * y ** (k - 1)
+        return dx, dy
+
+    @property
+    def start(self) -> np.ndarray:
+        return np.array([3.0, 4.0])
+
+    @property
+    def minimum(self) -> np.ndarray:
+        return np.array([3.0, 0.5])
+
+    @property
+    def bounds(self):
+        return ((-4.5, 4.5), (-4.5, 4.5))
+
+
+@dataclass(frozen=True)
+class Saddle(Function2D):
+    r"""The saddle :math:`f(x, y) = x^2 - y^2`, which has no minimum.
+
+    The origin is a stationary point whose Hessian :math:`\operatorname{diag}(2, -2)`
+    has one positive and one negative eigenvalue.  The ``x`` axis is its stable
+    manifold: gradient descent started on it converges to the saddle.  Started a
+    hair off it (the default start ``(-2, 1e-3)``), plain gradient descent first
+    slides towards the origin and lingers there, since the escaping coordinate
+    only grows by a factor :math:`1 + 2\eta` per step; momentum escapes sooner.
+
+    Reference: Y. Dauphin, R. Pascanu, C. Gulcehre, K. Cho, S. Ganguli and
+    Y. Bengio, "Identifying and attacking the saddle point problem in
+    high-dimensional non-convex optimization", NeurIPS 2014.
+    """
+
+    name = "Saddle"
+    log_levels = False
+
+    def f(self, x, y):
+        return x**2 - y**2
+
+    def df(self, x, y):
+        return 2.0 * x, -2.0 * y
+
+    @property
+    def start(self) -> np.ndarray:
+        return np.array([-2.0, 1e-3])
+
+    @property
+    def minimum(self):
+        return None
+
+    @property
+    def saddle_point(self) -> np.ndarray:
+        """The stationary point that is neither a minimum nor a maximum."""
+        return np.array([0.0, 0.0])
+
+    @property
+    def bounds(self):
+        return ((-2.5, 2.5), (-2.5, 2.5))
+
+
+#: The four test functions with their default parameters, in the order the guide meets them.
+TEST_FUNCTIONS: tuple[Function2D, ...] = (Quadratic(), Rosenbrock(), Beale(), Saddle())
+
+
+# ---------------------------------------------------------------------------
+# Linear regression
+# ---------------------------------------------------------------------------
+
+
+class LinearRegression:
+    r"""Least-squares linear regression with a bias, for mini-batch experiments.
+
+    The parameter vector is :math:`w = (w_1, \dots, w_d, b)`: the ``d`` feature
+    weights followed by the bias.  The bias is handled by the *design matrix*
+    :math:`A = [X \mid \mathbf 1]`, the features with a column of ones
+    appended, so a prediction is :math:`A w` and the loss is
+
+    .. math::
+        L(w) = \frac{1}{2n} \lVert A w - y \rVert^2
+             = \frac{1}{n} \sum_{i=1}^n \tfrac12 (a_i^\top w - y_i)^2,
+
+    half the mean squared error.  Its gradient over a set :math:`B` of rows
+    (all rows by default) is the average of the per-sample gradients,
+
+    .. math::
+        \nabla L_B(w) = \frac{1}{|B|} A_B^\top (A_B w - y_B),
+
+    which is an unbiased estimate of :math:`\nabla L(w)` when :math:`B` is a
+    uniformly shuffled mini-batch.  Since :math:`L` is a quadratic with Hessian
+    :math:`H = A^\top A / n`, gradient descent converges for learning rates
+    below :math:`2 / \lambda_{\max}(H)`.
+
+    With one feature the parameters are ``(slope, bias)``, and the object also
+    follows the 2-D problem protocol (``f``, ``bounds``, ``minimum`` ...), so
+    its loss surface and an optimizer's path over it can be drawn with
+    :mod:`mxopt.plot`.
+
+    Reference: L. Bottou, F. E. Curtis and J. Nocedal, "Optimization Methods for
+    Large-Scale Machine Learning", *SIAM Review* 60(2):223–311, 2018, §3–4.
+    """
+
+    log_levels = True
+    axis_labels = ("weight $w_1$", "bias $b$")
+
+    def __init__(self, X: np.ndarray, y: np.ndarray, true_weights: np.ndarray, name: str = "Linear regression"):
+        self.X = np.asarray(X, dtype=np.float64)
+        self.y = np.asarray(y, dtype=np.float64)
+        self.true_weights = np.asarray(true_weights, dtype=np.float64)
+        self.name = name
+        if self.X.ndim != 2 or self.y.shape != (self.X.shape[0],):
+            raise ValueError("X must be (n_samples, n_features) and y (n_samples,)")
+        self.A = np.hstack([self.X, np.ones((self.X.shape[0], 1))])
+        if self.true_weights.shape != (self.n_params,):
+            raise ValueError("true_weights must hold one weight per feature followed by the bias")
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        """Number of parameters: one per feature plus the bias."""
+        return self.A.shape[1]
+
+    def predict(self, w) -> np.ndarray:
+        """Predictions :math:`A w` for every sample."""
+        return self.A @ np.asarray(w, dtype=np.float64)
+
+    def loss(self, w) -> float:
+        r"""Half the mean squared error :math:`\frac{1}{2n}\lVert A w - y\rVert^2` over all samples."""
+        residual = self.predict(w) - self.y
+        return 0.5 * float(residual @ residual) / self.n_samples
+
+    def grad(self, w, idx=None) -> np.ndarray:
+        r"""Gradient :math:`\frac{1}{|B|} A_B^\top (A_B w - y_B)` over the rows ``idx`` (all rows if None).
+
+        Returns a new float64 array of shape ``(n_params,)``.
+        """
+        w = np.asarray(w, dtype=np.float64)
+        A, y = (self.A, self.y) if idx is None else (self.A[idx], self.y[idx])
+        return A.T @ (A @ w - y) / len(y)
+
+    def value(self, w) -> float:
+        """Same as :meth:`loss`; the name the 2-D problem protocol uses."""
+        return self.loss(w)
+
+    def solution(self) -> np.ndarray:
+        """The least-squares minimiser of :meth:`loss`, from :func:`numpy.linalg.lstsq`."""
+        return np.linalg.lstsq(self.A, self.y, rcond=None)[0]
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """Yield the row indices of one epoch of mini-batches.
+
+        The rows are shuffled with ``rng`` and cut into consecutive batches of
+        ``batch_size``; the last one is smaller when ``batch_size`` does not
+        divide ``n_samples``.  Every sample appears exactly once per epoch.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        order = rng.permutation(self.n_samples)
+        for begin in range(0, self.n_samples, batch_size):
+            yield order[begin : begin + batch_size]
+
+    def n_batches(self, batch_size: int) -> int:
+        """Number of mini-batches (optimizer steps) per epoch."""
+        return -(-self.n_samples // batch_size)
+
+    # -- the 2-D problem protocol (meaningful with one feature) --------------
+
+    @property
+    def start(self) -> np.ndarray:
+        """All-zero parameters, the default starting point."""
+        return np.zeros(self.n_params)
+
+    @property
+    def minimum(self) -> np.ndarray:
+        return self.solution()
+
+    @property
+    def bounds(self):
+        """A box around the start and the solution, with a margin (two parameters only)."""
+        self._require_2d()
+        lo = np.minimum(self.start, self.minimum)
+        hi = np.maximum(self.start, self.minimum)
+        margin = 0.25 * float(np.max(hi - lo)) + 0.5
+        return (
+            (float(lo[0] - margin), float(hi[0] + margin)),
+            (float(lo[1] - margin), float(hi[1] + margin)),
+        )
+
+    def f(self, x, y):
+        r"""Loss at ``w = (x, y)`` element-wise, from the quadratic form :math:`\tfrac12 w^\top H w - g^\top w + c`."""
+        self._require_2d()
+        n = self.n_samples
+        H = self.A.T @ self.A / n
+        g = self.A.T @ self.y / n
+        c = 0.5 * float(self.y @ self.y) / n
+        return 0.5 * (H[0, 0] * x**2 + 2.0 * H[0, 1] * x * y + H[1, 1] * y**2) - g[0] * x - g[1] * y + c
+
+    def _require_2d(self) -> None:
+        if self.n_params != 2:
+            raise ValueError(f"only defined for one feature (two parameters), this problem has {self.n_params}")
+
+
+def make_regression(
+    n_samples: int = 1000,
+    n_features: int = 1,
+    noise: float = 0.5,
+    seed: int = 0,
+    feature_scale=1.0,
+) -> LinearRegression:
+    r"""Generate a synthetic linear-regression problem.
+
+    Features are :math:`X_{ij} \sim \mathcal N(0, s_j^2)` with
+    :math:`s` = ``feature_scale`` (a number or one value per feature; unequal
+    scales make the loss ill-conditioned), the true weights and bias are drawn
+    uniformly from :math:`[-3, 3]`, and targets are
+    :math:`y = X w^\star + b^\star + \varepsilon` with
+    :math:`\varepsilon \sim \mathcal N(0, \text{noise}^2)`.  The default single
+    feature gives two parameters ``(slope, bias)``, which can be drawn in 2-D.
+
+    Everything comes from ``numpy.random.default_rng(seed)``, so the same
+    arguments always give the same data.
+    """
+    rng = np.random.default_rng(seed)
+    scale = np.broadcast_to(np.asarray(feature_scale, dtype=np.float64), (n_features,))
+    true_weights = rng.uniform(-3.0, 3.0, size=n_features + 1)
+    X = rng.standard_normal((n_samples, n_features)) * scale
+    y = X @ true_weights[:-1] + true_weights[-1] + noise * rng.standard_normal(n_samples)
+    return LinearRegression(X, y, true_weights)
+
+
+# ---------------------------------------------------------------------------
+# Drivers
+# ---------------------------------------------------------------------------
+
+Step = Callable[[np.ndarray, np.ndarray], None]
+
+
+def _mxnet_step(opt, w: np.ndarray, copy_optimizer: bool) -> Step:
+    """Wrap an MXNet-style optimizer as an in-place ``step(w, g)`` for weight index 0."""
+    if copy_optimizer:
+        opt = copy.deepcopy(opt)
+    state = opt.create_state(0, w)
+
+    def step(w, g):
+        opt.update(0, w, g, state)
+
+    return step
+
+
+def _as_step(opt_or_step, w: np.ndarray, copy_optimizer: bool) -> Step:
+    """An mxopt optimizer (it has ``create_state``) is wrapped; a plain callable is used as is."""
+    if hasattr(opt_or_step, "create_state"):
+        return _mxnet_step(opt_or_step, w, copy_optimizer)
+    return opt_or_step
+
+
+def _escaped(w: np.ndarray, limit: float) -> bool:
+    return bool(np.max(np.abs(w)) > limit)
+
+
+def _advance(step: Step, w: np.ndarray, g: np.ndarray) -> bool:
+    """Apply one in-place step; return False if it left ``w`` non-finite."""
+    if step(w, g) is not None:
+        raise TypeError("step(p, g) must update p in place and return None")
+    return bool(np.all(np.isfinite(w)))
+
+
+def _descend(step: Step, grad: Callable, w: np.ndarray, steps: int, limit: float) -> np.ndarray:
+    """Run ``steps`` in-place steps from ``w``; return the float64 path, shape ``(steps + 1, w.size)``.
+
+    After a divergence the remaining rows repeat the last finite iterate.
+    """
+    path = np.empty((steps + 1, w.size))
+    path[0] = w
+    with np.errstate(all="ignore"):
+        for k in range(1, steps + 1):
+            finite = _advance(step, w, grad(w).astype(w.dtype, copy=False))
+            path[k] = w if finite else path[k - 1]
+            if not finite or _escaped(w, limit):
+                path[k + 1 :] = path[k]
+                break
+    return path
+
+
+def _start(problem, start, dtype) -> np.ndarray:
+    return np.array(problem.start if start is None else start, dtype=dtype).reshape(-1)
+
+
+def trajectory(step: Step, problem, start=None, steps: int = 100, *, limit: float = DIVERGENCE_LIMIT) -> np.ndarray:
+    """Path of a from-scratch optimizer: ``p ← step(p, problem.grad(p))``, ``steps`` times.
+
+    Parameters
+    ----------
+    step:
+        ``step(p, g) -> None`` updates the float64 array ``p`` in place from
+        the gradient ``g``; it keeps any optimizer state (a velocity, moment
+        estimates, a step counter) in its own closure or object.
+    problem:
+        Any problem of this module (uses ``grad`` and ``start``).
+    start:
+        Starting point; ``problem.start`` by default.
+    steps:
+        Number of steps.
+    limit:
+        Divergence guard: the run stops once a coordinate exceeds ``limit`` in
+        absolute value or becomes non-finite.
+
+    Returns
+    -------
+    ndarray, shape ``(steps + 1, n)``
+        Row ``k`` is the point after ``k`` steps (row 0 is the start).  After a
+        divergence the remaining rows repeat the last finite point, so the
+        shape is fixed and every entry is finite.
+    """
+    return _descend(step, problem.grad, _start(problem, start, np.float64), steps, limit)
+
+
+def run_optimizer(
+    opt,
+    problem,
+    start=None,
+    steps: int = 100,
+    dtype=np.float64,
+    *,
+    limit: float = DIVERGENCE_LIMIT,
+    copy_optimizer: bool = True,
+) -> np.ndarray:
+    """Path of an mxopt optimizer on ``problem``, driven through the MXNet optimizer API.
+
+    The weight ``w`` is a 1-D array of ``dtype`` (float32 or float64).  The
+    driver calls ``state = opt.create_state(0, w)`` once, then each step
+    ``opt.update(0, w, g, state)`` with ``g = problem.grad(w)`` cast to
+    ``dtype``; the optimizer updates ``w`` in place.
+
+    By default the run uses a deep copy of ``opt``: an optimizer counts its
+    updates (Adam's bias correction and learning-rate schedules depend on the
+    count), so every run starts from the optimizer as given and ``opt`` itself
+    is left untouched.  Pass ``copy_optimizer=False`` to drive ``opt`` itself.
+
+    Returns a float64 array of shape ``(steps + 1, n)`` with the same
+    conventions as :func:`trajectory` (start in row 0; after a divergence the
+    remaining rows repeat the last finite point).
+    """
+    w = _start(problem, start, dtype)
+    return _descend(_mxnet_step(opt, w, copy_optimizer), problem.grad, w, steps, limit)
+
+
+def _minibatch_descent(
+    opt_or_step, problem: LinearRegression, epochs, batch_size, seed, start, dtype, limit, copy_optimizer
+) -> tuple[np.ndarray, int]:
+    """Mini-batch training loop shared by :func:`train_regression` and :func:`regression_trajectory`.
+
+    Returns the float64 weight path, shape ``(n_steps + 1, n_params)``, and the
+    number of steps taken before a divergence stopped the run (``n_steps`` if
+    none did); the rows after that repeat the last finite weights.
+    """
+    batch_size = problem.n_samples if batch_size is None else int(batch_size)
+    n_steps = epochs * problem.n_batches(batch_size)
+    rng = np.random.default_rng(seed)
+    w = _start(problem, start, dtype)
+    step = _as_step(opt_or_step, w, copy_optimizer)
+    path = np.empty((n_steps + 1, w.size))
+    path[0] = w
+    k = 0
+    with np.errstate(all="ignore"):
+        for _ in range(epochs):
+            for idx in problem.batches(batch_size, rng):
+                finite = _advance(step, w, problem.grad(w, idx).astype(w.dtype, copy=False))
+                if finite:
+                    k += 1
+                    path[k] = w
+                if not finite or _escaped(w, limit):
+                    path[k + 1 :] = path[k]
+                    return path, k
+    return path, k
+
+
+def train_regression(
+    opt_or_step,
+    problem: LinearRegression,
+    epochs: int = 10,
+    batch_size: int | None = 32,
+    seed: int = 0,
+    *,
+    start=None,
+    dtype=np.float64,
+    limit: float = DIVERGENCE_LIMIT,
+    copy_optimizer: bool = True,
+) -> np.ndarray:
+    """Train on ``problem`` with mini-batches and return the per-step loss history.
+
+    ``opt_or_step`` is either an mxopt optimizer (anything with
+    ``create_state``; driven as in :func:`run_optimizer`) or a from-scratch
+    ``step(w, g) -> None`` (as in :func:`trajectory`).  Each epoch visits the
+    samples in a fresh order drawn from ``numpy.random.default_rng(seed)``, in
+    batches of ``batch_size`` (``None`` means the full batch, i.e. gradient
+    descent).  The gradient passed to the optimizer is the batch *mean*.
+
+    Returns
+    -------
+    ndarray, shape ``(epochs * problem.n_batches(batch_size) + 1,)``
+        Entry ``k`` is the full-data :meth:`LinearRegression.loss` after ``k``
+        steps (entry 0 is the loss at the start).  It is the plain data loss,
+        without any weight-decay term the optimizer may apply.  If the run
+        diverges, the entries after the last finite weights are NaN (drawn as a
+        gap).  Divide the step number by ``problem.n_batches(batch_size)`` to
+        get epochs.
+    """
+    path, done = _minibatch_descent(
+        opt_or_step, problem, epochs, batch_size, seed, start, dtype, limit, copy_optimizer
+    )
+    losses = np.full(len(path), np.nan)
+    with np.errstate(over="ignore"):
+        losses[: done + 1] = [problem.loss(w) for w in path[: done + 1]]
+    return losses
+
+
+def regression_trajectory(
+    opt_or_step,
+    problem: LinearRegression,
+    epochs: int = 10,
+    batch_size: int | None = 32,
+    seed: int = 0,
+    *,
+    start=None,
+    dtype=np.float64,
+    limit: float = DIVERGENCE_LIMIT,
+    copy_optimizer: bool = True,
+) -> np.ndarray:
+    """Same run as :func:`train_regression` (same arguments, same batches), returning the weights instead.
+
+    Returns a float64 array of shape ``(n_steps + 1, problem.n_params)`` whose
+    row ``k`` is the parameter vector after ``k`` steps; after a divergence the
+    remaining rows repeat the last finite weights.  With one feature this is a
+    2-D path that :func:`mxopt.plot.plot_trajectories` can draw over the loss
+    surface.
+    """
+    return _minibatch_descent(
+        opt_or_step, problem, epochs, batch_size, seed, start, dtype, limit, copy_optimizer
+    )[0]
