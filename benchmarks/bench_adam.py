@@ -31,30 +31,35 @@ import mxopt
 BYTES_PER_PARAM = 28
 
 
-def median_seconds(fn, repeats, sync=lambda: None, warmup=2):
+def seconds_per_call(fn, repeats, sync=lambda: None, warmup=2):
+    """Steady-state time of one call: ``repeats`` calls back to back, then one sync.
+
+    This is how a training loop runs: on a GPU the host queues the next step
+    while the current one executes, so the per-call Python overhead is hidden
+    as long as it is shorter than the kernel. On the CPU every call is
+    synchronous anyway.
+    """
     for _ in range(warmup):
         fn()
     sync()
-    times = []
+    t = time.perf_counter()
     for _ in range(repeats):
-        t = time.perf_counter()
         fn()
-        sync()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    sync()
+    return (time.perf_counter() - t) / repeats
 
 
 def interleaved(contenders, repeats, rounds, sync=lambda: None):
     """GB/s of each contender, ``(name, fn, bytes)``, measured in turns.
 
-    Each round times every contender once (median of ``repeats`` calls);
-    the result is the median over the rounds, so a burst of load from a
-    neighbour on a shared machine hits every contender alike.
+    Each round times every contender once (``repeats`` calls); the result is
+    the median over the rounds, so a burst of load from a neighbour on a
+    shared machine hits every contender alike.
     """
     results = {name: [] for name, _, _ in contenders}
     for _ in range(rounds):
         for name, fn, nbytes in contenders:
-            results[name].append(nbytes / 1e9 / median_seconds(fn, repeats, sync))
+            results[name].append(nbytes / 1e9 / seconds_per_call(fn, repeats, sync))
     return [(name, statistics.median(v)) for name, v in results.items()]
 
 

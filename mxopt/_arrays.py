@@ -73,13 +73,36 @@ def _c_strides(shape, itemsize):
 
 
 def flat(x):
-    """A 1-D view of a C-contiguous array, as the kernels take it."""
+    """A 1-D view of a C-contiguous array, as the kernels take it.
+
+    A CUDA array becomes a Numba device array over the same memory, without
+    a copy and without waiting for the GPU (see :func:`stream_of`).
+    """
     if isinstance(x, np.ndarray):
         return x.reshape(-1)
+    if _is_numba_device_array(x):
+        return x if x.ndim == 1 else x.reshape(x.size)
     from numba import cuda
 
-    d = x if _is_numba_device_array(x) else cuda.as_cuda_array(x)
-    return d.reshape(d.size) if d.ndim != 1 else d
+    cai = x.__cuda_array_interface__
+    size = int(np.prod(cai["shape"], dtype=np.int64))
+    desc = dict(cai, shape=(size,), strides=None)
+    return cuda.from_cuda_array_interface(desc, owner=x, sync=False)
+
+
+def stream_of(x):
+    """The Numba stream on which to queue work on ``x``: the stream its library reports.
+
+    PyTorch and CuPy name their current stream in ``__cuda_array_interface__``;
+    queuing the update there orders it after the work that produced the
+    gradient, with no host synchronisation. 0 is the default stream.
+    """
+    ptr = getattr(x, "__cuda_array_interface__", {}).get("stream") if not _is_numba_device_array(x) else None
+    if ptr is None or ptr == 1:
+        return 0
+    from numba import cuda
+
+    return cuda.per_thread_default_stream() if ptr == 2 else cuda.external_stream(ptr)
 
 
 def _library(like):

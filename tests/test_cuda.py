@@ -122,3 +122,21 @@ def test_torch_and_cupy_arrays_update_in_place():
     state = opt.create_state(0, wc)
     opt.update(0, wc, cupy.asarray(g_np), state)
     np.testing.assert_allclose(cupy.asnumpy(wc), ref, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.gpu
+def test_float32_cuda_kernel_has_no_float64_arithmetic():
+    from numba import config
+
+    if config.ENABLE_CUDASIM:
+        pytest.skip("PTX exists on a real GPU only")
+    rule = mxopt.adam.ADAM_RULE
+    w = cuda.to_device(np.zeros(64, np.float32))
+    opt = mxopt.Adam()
+    opt.update(0, w, cuda.to_device(np.ones(64, np.float32)), opt.create_state(0, w))
+    kernel = rule.kernel("cuda")
+    from numba import float32
+
+    (sig,) = [s for s in kernel.signatures if s[-1] == float32]
+    ptx = kernel.inspect_asm(sig)
+    assert ".f64" not in ptx, "float64 arithmetic in the float32 Adam kernel"
