@@ -20,6 +20,37 @@ demo: venv
 
 run: serve
 
+# The guide: notebooks executed afresh at every build (mkdocs-jupyter's cache is
+# off), MathJax fetched from the npm registry into docs/vendor (git-ignored).
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs
+
+site: venv
+	$(PY) tools/fetch_math.py
+	rm -rf .cache/mkdocs-jupyter
+	$(MKDOCS) build --strict --clean
+
+serve: site
+	$(PY) tools/serve.py --dir site --port 8000
+
+# Headless Chromium for the browser test: Debian's package, installed when
+# missing and possible; otherwise tests/test_site.py skips its browser tests.
+browser-deps:
+	@if [ -n "$$CHROMIUM" ] && [ -x "$$CHROMIUM" ]; then \
+	  echo "browser-deps: using $$CHROMIUM"; \
+	elif command -v chromium >/dev/null 2>&1; then \
+	  echo "browser-deps: $$(command -v chromium) is installed"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "browser-deps: no apt-get on this machine; install Chromium yourself, or the browser tests are skipped"; \
+	else \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	  elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO=sudo; \
+	  else echo "browser-deps: installing chromium needs root (apt-get install chromium); the browser tests are skipped"; exit 0; fi; \
+	  echo "browser-deps: apt-get install chromium"; \
+	  ( $$SUDO apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null ) \
+	  || echo "browser-deps: could not install chromium; the browser tests are skipped"; \
+	fi
+
 test: venv browser-deps
 	$(MAKE) test-unit test-cuda test-notebooks test-site
 
@@ -31,6 +62,9 @@ test-cuda: venv
 
 test-notebooks: venv
 	MPLBACKEND=Agg $(PY) -m pytest -q -n 2 --dist loadscope --nbval-lax notebooks
+
+test-site: venv browser-deps site
+	MXOPT_SITE_DIR=site $(PY) -m pytest -q -m browser tests/test_site.py
 
 bench: venv
 	$(PY) benchmarks/bench_adam.py
