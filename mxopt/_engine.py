@@ -93,25 +93,31 @@ class UpdateRule:
             store=f"\n        w16[i] = {w}[i]" if multi_precision else "",
         )
 
-    def kernel(self, target, multi_precision=False):
-        key = (target, multi_precision)
+    def kernel(self, target, multi_precision=False, parallel=True):
+        """The compiled kernel; on the CPU, threaded (``parallel``) or on one core."""
+        key = (target, multi_precision, parallel and target == _arrays.CPU)
         if key not in self._kernels:
-            self._kernels[key] = self._build(target, multi_precision)
+            self._kernels[key] = self._build(*key)
         return self._kernels[key]
 
-    def _build(self, target, multi_precision):
+    def _build(self, target, multi_precision, parallel):
         if target == _arrays.CPU:
             import numba
 
             namespace = {"rule": _compile(self.fn, _arrays.CPU), "prange": numba.prange, "np": np}
             exec(self.source(target), namespace)  # noqa: S102 - our own template
-            return numba.njit(parallel=True, error_model="numpy")(namespace["kernel"])
+            return numba.njit(parallel=parallel, error_model="numpy")(namespace["kernel"])
         from numba import cuda
 
         namespace = {"rule": _compile(self.fn, _arrays.CUDA), "cuda": cuda, "np": np}
         exec(self.source(target, multi_precision), namespace)  # noqa: S102
         return cuda.jit(namespace["kernel"])
 
+
+#: Below this many elements the CPU kernel runs on one core: handing a few
+#: thousand elements to a thread pool costs more than it saves, and on a busy
+#: machine a thread hand-off can take milliseconds.
+CPU_PARALLEL_THRESHOLD = 1 << 18
 
 _COMPILED = {}
 
@@ -179,12 +185,13 @@ def launch(rule, weight, grad, state, scalars, dtype, master=None):
     if target == _arrays.CPU:
         if weight.size == 0:
             return
+        kernel = rule.kernel(target, parallel=weight.size >= CPU_PARALLEL_THRESHOLD)
         if master is None:
-            rule.kernel(target)(*(a.reshape(-1) for a in (weight, grad, *state)), *args)
+            kernel(*(a.reshape(-1) for a in (weight, grad, *state)), *args)
         else:
             # Numba has no float16 arithmetic on the CPU: convert around the kernel.
             g32 = grad.astype(np.float32)
-            rule.kernel(target)(*(a.reshape(-1) for a in (master, g32, *state)), *args)
+            kernel(*(a.reshape(-1) for a in (master, g32, *state)), *args)
             np.copyto(weight, master, casting="same_kind")
         return
     flats = [_arrays.flat(a) for a in (weight, grad, *state)]

@@ -101,3 +101,15 @@ def test_one_source_for_both_targets():
     assert cpu.splitlines()[3] == gpu.splitlines()[3]  # the same rule call
     with pytest.raises(TypeError, match="reserved"):
         _engine.UpdateRule(lambda w, g, i: w, n_state=0)
+
+
+def test_small_arrays_run_on_one_core_large_on_all():
+    rule = mxopt.sgd.SGD_RULE
+    opt = mxopt.SGD(learning_rate=0.1)
+    for n in (10, _engine.CPU_PARALLEL_THRESHOLD):
+        w = np.ones(n, np.float32)
+        opt.update(0, w, np.ones(n, np.float32), None)
+        np.testing.assert_allclose(w, 0.9)
+    assert ("cpu", False, False) in rule._kernels and ("cpu", False, True) in rule._kernels
+    serial = rule._kernels[("cpu", False, False)]
+    assert not serial.targetoptions.get("parallel")
