@@ -200,7 +200,9 @@ class Beale(Function2D):
     The global minimiser is :math:`(3, 0.5)`, where every residual vanishes.
     Starting at :math:`(3, 4)` the gradient is huge (the :math:`x y^3` term)
     while near the minimum the surface is almost flat: a single learning rate
-    cannot suit both, which is what adaptive methods such as Adam address.
+    cannot suit both. Adaptive methods rescale each coordinate, but that is no
+    guarantee here: from (3, 4) Adam's sign-like first steps head for the
+    plateau near x = 0 (see the Adam notebook).
 
     Reference: E. M. L. Beale, "On an iterative method for finding a local
     minimum of a function of more than one variable", Technical Report 25,
