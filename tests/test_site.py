@@ -1,0 +1,571 @@
+"""The guide as a reader sees it: the built site, opened in headless Chromium.
+
+The site is built once per test session, from the notebooks and package in
+this tree (the notebooks are executed by the build):
+
+* ``make test-site`` builds it with ``make site`` and passes the folder in
+  ``MXOPT_SITE_DIR``; the tests refuse a folder older than any of its sources;
+* otherwise the ``site`` fixture runs ``mkdocs build --strict`` into a
+  temporary folder.
+
+The site is served on 127.0.0.1 (an ephemeral port) and every page is opened
+in Chromium, driven by Playwright with the system's browser (no
+``playwright install``).  Any request to another host is blocked and counts
+as a failure, so the test also proves that the guide works with no network.
+Set ``MXOPT_SITE_SCREENSHOTS=<folder>`` to keep a full-page screenshot of
+every page.
+
+Chromium comes from ``make browser-deps`` (Debian's ``chromium`` package) or
+from ``$CHROMIUM``; the browser tests are skipped only where it is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+from urllib.request import urlopen
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import serve  # noqa: E402  (tools/serve.py)
+
+CHROMIUM_FLAGS = [
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+# Inputs of the site: a prebuilt site older than any of them is stale.
+SOURCES = ["mkdocs.yml", "docs", "notebooks", "mxopt", "tools/mkdocs_hooks.py"]
+NOT_SOURCES = {"vendor", "__pycache__", ".ipynb_checkpoints"}
+
+# What the site's MathJax typesets (docs/javascripts/mathjax-config.js).
+MATH_SELECTOR = (
+    ".arithmatex, .jupyter-wrapper .jp-RenderedMarkdown, "
+    ".jupyter-wrapper .jp-RenderedLatex, .jupyter-wrapper .jp-RenderedHTML, .md-nav--secondary"
+)
+MATH_DELIMITER = re.compile(r"\$|\\\(|\\\[|\\begin\{")
+# TeX left in the visible text, i.e. math that was not typeset.
+RAW_TEX = re.compile(
+    r"\$\$|\\\(|\\\)|\\\[|\\\]|\\(?:begin|end)\{|\\[A-Za-z]{2,}"
+    r"|(?<![\\\w$])\$(?![\s$])[^$\n]+?(?<![\s\\$])\$(?![\w$])"
+)
+
+
+def _nav_pages():
+    """(title, source path) of every page in mkdocs.yml's nav, in order."""
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+
+    def walk(items):
+        for item in items:
+            if isinstance(item, str):
+                yield None, item
+            else:
+                for title, value in item.items():
+                    if isinstance(value, list):
+                        yield from walk(value)
+                    else:
+                        yield title, value
+
+    return list(walk(config["nav"]))
+
+
+NAV = _nav_pages()
+NOTEBOOKS = [src for _, src in NAV if src.endswith(".ipynb")]
+
+
+def _page_dir(src: str) -> str:
+    """Site folder of a page (use_directory_urls): notebooks/01_x.ipynb -> notebooks/01_x/."""
+    stem = src.rsplit(".", 1)[0]
+    return "" if stem == "index" else stem + "/"
+
+
+# --------------------------------------------------------------------------- #
+# The built site
+
+
+def _newest_source() -> tuple[float, Path]:
+    newest = (0.0, ROOT)
+    for name in SOURCES:
+        path = ROOT / name
+        paths = [path] if path.is_file() else path.rglob("*") if path.is_dir() else []
+        for p in paths:
+            if p.is_file() and not NOT_SOURCES.intersection(p.relative_to(ROOT).parts):
+                newest = max(newest, (p.stat().st_mtime, p))
+    return newest
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Path:
+    given = os.environ.get("MXOPT_SITE_DIR")
+    if given:
+        site_dir = Path(given)
+        if not site_dir.is_absolute():
+            site_dir = ROOT / site_dir
+        index = site_dir / "index.html"
+        if not index.is_file():
+            pytest.fail(f"MXOPT_SITE_DIR={given} holds no built site; run `make site`")
+        mtime, newest = _newest_source()
+        if index.stat().st_mtime < mtime:
+            pytest.fail(
+                f"the site in {site_dir} is older than {newest.relative_to(ROOT)}; "
+                "rebuild it with `make site` (or unset MXOPT_SITE_DIR)"
+            )
+        return site_dir
+    site_dir = tmp_path_factory.mktemp("site")
+    env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
+    env["NO_MKDOCS_2_WARNING"] = "1"
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    assert proc.returncode == 0, f"mkdocs build --strict failed:\n{(proc.stdout + proc.stderr)[-6000:]}"
+    return site_dir
+
+
+@pytest.fixture(scope="session")
+def server(site):
+    httpd, base = serve.start(site)
+    yield base
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _html_pages(site: Path) -> list[str]:
+    """Site-relative URL of every HTML page, home first."""
+    pages = []
+    for path in sorted(site.rglob("*.html")):
+        rel = path.relative_to(site).as_posix()
+        pages.append(rel[: -len("index.html")] if rel.endswith("index.html") else rel)
+    return sorted(pages, key=lambda p: (p != "", p))
+
+
+# --------------------------------------------------------------------------- #
+# Tests of the built files: no browser, but the site (hence the `browser`
+# marker, which keeps the site build out of `make test-unit`)
+
+
+@pytest.mark.browser
+def test_every_nav_page_is_built(site):
+    for title, src in NAV:
+        page = site / _page_dir(src) / "index.html"
+        assert page.is_file(), f"{title}: {src} was not built into {page}"
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup((site / "index.html").read_text(encoding="utf-8"), "html.parser")
+    links = [a.get_text(" ", strip=True) for a in soup.select(".md-nav--primary .md-nav__link")]
+    titles = [t for t, _ in NAV if t]
+    assert list(dict.fromkeys(t for t in links if t in titles)) == titles, f"navigation {links} is not {titles}"
+
+
+@pytest.mark.browser
+def test_notebook_pages_are_freshly_executed(site):
+    """Every notebook page shows outputs, though the notebooks are stored without them."""
+    for src in NOTEBOOKS:
+        stored = json.loads((ROOT / src).read_text())
+        code = [c for c in stored["cells"] if c["cell_type"] == "code"]
+        html = (site / _page_dir(src) / "index.html").read_text()
+        if code:
+            assert "jp-OutputArea-output" in html, f"{src}: no cell outputs on its page"
+            assert re.search(r"jp-InputPrompt[^>]*>In(?:\s|&nbsp;)\[\d+\]", html), (
+                f"{src}: its page shows unexecuted cells"
+            )
+        for cell in code:
+            assert not cell.get("outputs"), f"{src} is stored with outputs; clear them before committing"
+
+
+def _resource_urls(soup) -> list[tuple[str, str]]:
+    """(where, url) of everything an HTML page makes the browser load."""
+    found = []
+    attrs = {
+        "script": ["src"],
+        "link": ["href"],
+        "img": ["src", "srcset"],
+        "source": ["src", "srcset"],
+        "video": ["src", "poster"],
+        "audio": ["src"],
+        "track": ["src"],
+        "iframe": ["src"],
+        "embed": ["src"],
+        "object": ["data"],
+        "input": ["src"],
+        "image": ["href", "xlink:href"],
+        "use": ["href", "xlink:href"],
+        "feimage": ["href", "xlink:href"],
+    }
+    for tag in soup.find_all(list(attrs)):
+        for attr in attrs[tag.name]:
+            value = tag.get(attr)
+            if value:
+                for part in value.split(",") if attr == "srcset" else [value]:
+                    found.append((f"<{tag.name} {attr}>", part.strip().split(" ")[0]))
+    for tag in soup.find_all("meta", attrs={"http-equiv": re.compile("refresh", re.I)}):
+        found.append(("<meta refresh>", tag.get("content", "").partition("url=")[2]))
+    for tag in soup.find_all(style=True):
+        found += [("style attribute", u) for u in _css_urls(tag["style"])]
+    for tag in soup.find_all("style"):
+        found += [("<style>", u) for u in _css_urls(tag.get_text())]
+    return found
+
+
+_CSS_URL = re.compile(r"""url\(\s*(['"]?)(.*?)\1\s*\)|@import\s+(['"])(.*?)\3""", re.S)
+
+
+def _css_urls(css: str) -> list[str]:
+    return [m.group(2) or m.group(4) for m in _CSS_URL.finditer(css)]
+
+
+def _outside(url: str) -> bool:
+    url = url.strip()
+    return bool(re.match(r"(?i)(https?:)?//", url))
+
+
+# URLs that third-party scripts carry but never request in this site, checked
+# by the browser test below, which blocks and reports every outside request.
+DORMANT_SCRIPT_URLS = {
+    # mkdocs-material: Mermaid, only for ```mermaid fences (not configured here)
+    "https://unpkg.com/mermaid@",
+    # mkdocs-material: polyfill for browsers without ResizeObserver
+    "https://unpkg.com/resize-observer-polyfill",
+    # mkdocs-material: repository facts, only with repo_url (not configured)
+    "https://api.github.com/",
+    # MathJax's speech-rule engine: fallbacks for Node and Internet Explorer
+    "https://cdn.jsdelivr.net/npm/speech-rule-engine@",
+    "https://cdn.jsdelivr.net/npm/sre-mathmaps-ie@",
+    "https://cdn.jsdelivr.net/npm/wicked-good-xpath@",
+}
+# Web pages (source links in licence and code comments), never scripts.
+_DOCUMENTATION_LINKS = ("https://github.com/", "http://github.com/")
+_JS_URL = re.compile(r"""https?://[^\s"'`()<>\\]+""")
+_LOADABLE = re.compile(
+    r"(?i)\.(?:m?js|css|woff2?|ttf|otf|eot|png|jpe?g|gif|svg|webp|json|wasm)(?:[?#]|$)"
+    r"|^https?://(?:unpkg\.com|cdn\.jsdelivr\.net|cdnjs\.cloudflare\.com|fonts\.googleapis\.com"
+    r"|fonts\.gstatic\.com|maxcdn\.bootstrapcdn\.com|stackpath\.bootstrapcdn\.com"
+    r"|code\.jquery\.com|ajax\.googleapis\.com|polyfill\.io|cdn\.plot\.ly|use\.fontawesome\.com"
+    r"|kit\.fontawesome\.com|raw\.githubusercontent\.com|api\.github\.com)/"
+)
+
+
+@pytest.mark.browser
+def test_no_resource_from_outside_hosts(site):
+    """No page, stylesheet or script of the site loads anything from another host.
+
+    Plain hyperlinks (<a href>, e.g. to papers) are fine; XML namespace names
+    in scripts (http://www.w3.org/...) are identifiers, not requests.
+    """
+    from bs4 import BeautifulSoup
+
+    problems = []
+    for path in sorted(site.rglob("*")):
+        rel = path.relative_to(site).as_posix()
+        if path.suffix == ".html":
+            soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+            for where, url in _resource_urls(soup):
+                if _outside(url):
+                    problems.append(f"{rel}: {where} {url}")
+            for script in soup.find_all("script"):
+                for url in _JS_URL.findall(script.get_text()):
+                    if not url.startswith("http://www.w3.org/"):
+                        problems.append(f"{rel}: inline <script> mentions {url}")
+        elif path.suffix == ".css":
+            for url in _css_urls(path.read_text(encoding="utf-8", errors="replace")):
+                if _outside(url):
+                    problems.append(f"{rel}: url() {url}")
+        elif path.suffix in (".js", ".mjs"):
+            for url in set(_JS_URL.findall(path.read_text(encoding="utf-8", errors="replace"))):
+                if (
+                    _LOADABLE.search(url)
+                    and not url.startswith(_DOCUMENTATION_LINKS)
+                    and not url.startswith(tuple(DORMANT_SCRIPT_URLS))
+                ):
+                    problems.append(f"{rel}: script refers to {url}")
+    assert not problems, "the site loads from outside hosts:\n" + "\n".join(problems)
+
+
+@pytest.mark.browser
+def test_links_within_the_site_resolve(site):
+    """Every relative link leads to a file of the site, and every #anchor to an element."""
+    from bs4 import BeautifulSoup
+
+    soups: dict[Path, object] = {}
+
+    def soup_of(path: Path):
+        if path not in soups:
+            soups[path] = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+        return soups[path]
+
+    problems = []
+    for path in sorted(site.rglob("*.html")):
+        rel = path.relative_to(site).as_posix()
+        for link in soup_of(path).find_all("a", href=True):
+            href = link["href"]
+            if re.match(r"(?i)^(?:[a-z][a-z0-9+.-]*:|//)", href):
+                continue  # http:, mailto:, data: ... (outside links are not checked)
+            target, _, fragment = href.partition("#")
+            target = unquote(target.partition("?")[0])
+            dest = path
+            if target:
+                base = site if target.startswith("/") else path.parent  # 404.html: from the root
+                dest = Path(os.path.normpath(base / target.lstrip("/")))
+                if dest.is_dir():
+                    dest = dest / "index.html"
+                if not dest.is_file():
+                    problems.append(f"{rel}: link to a missing file: {href}")
+                    continue
+            if fragment and dest.suffix == ".html":
+                soup = soup_of(dest)
+                if soup.find(id=fragment) is None and soup.find(attrs={"name": fragment}) is None:
+                    problems.append(f"{rel}: link to a missing anchor: {href}")
+    assert not problems, "broken links:\n" + "\n".join(problems)
+
+
+@pytest.mark.browser
+def test_math_and_fonts_are_served_by_the_site(site):
+    html = (site / "index.html").read_text()
+    assert 'src="vendor/mathjax/tex-chtml-full.js"' in html
+    assert (site / "vendor/mathjax/tex-chtml-full.js").is_file()
+    fonts = list((site / "vendor/mathjax/output/chtml/fonts/woff-v2").glob("*.woff"))
+    assert len(fonts) > 10, "MathJax's CHTML fonts are missing from the site"
+    assert "fonts.googleapis" not in html and "fonts.gstatic" not in html
+
+
+def _code_blocks(markdown: str) -> list[str]:
+    return [textwrap.dedent(m) for m in re.findall(r"```python\n(.*?)```", markdown, re.S)]
+
+
+def test_home_page_examples_run(capsys):
+    """The two package examples on the home page work as printed."""
+    np = pytest.importorskip("numpy")
+    blocks = _code_blocks((ROOT / "docs" / "index.md").read_text())
+    assert len(blocks) >= 2, "docs/index.md lost its package examples"
+    example, trainer = blocks[0], blocks[1]
+    assert len(example.strip().splitlines()) <= 12, "the ten-line example grew"
+    namespace: dict = {}
+    exec(compile(example, "docs/index.md (example)", "exec"), namespace)
+    w = namespace["w"]
+    assert np.all((w > 0.5) & (w < 1.0)), w
+    namespace = {
+        "mxopt": namespace["mxopt"],
+        "w1": np.ones((3, 2), np.float32),
+        "b1": np.zeros(2, np.float32),
+        "grad_w": np.full((3, 2), 4.0, np.float32),
+        "grad_b": np.full(2, -4.0, np.float32),
+        "batch_size": 4,
+    }
+    exec(compile(trainer, "docs/index.md (trainer)", "exec"), namespace)
+    # plain SGD on the first step: w - lr * grad / batch_size
+    np.testing.assert_allclose(namespace["w1"], 0.9, rtol=1e-6)
+    np.testing.assert_allclose(namespace["b1"], 0.1, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- #
+# In the browser
+
+
+def _chromium() -> str | None:
+    candidates = [os.environ.get("CHROMIUM")] + [
+        shutil.which(name)
+        for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+    ]
+    return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = _chromium()
+    if executable is None:
+        pytest.skip(
+            "Chromium is not installed and could not be installed on this machine "
+            "(`make browser-deps` installs Debian's chromium package with apt-get; "
+            "or point $CHROMIUM at a Chromium/Chrome binary)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        # Playwright runs the browser headless with a fresh temporary profile.
+        chromium = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+class PageWatch:
+    """Everything that went wrong while a page loaded."""
+
+    def __init__(self, context, base: str):
+        self.problems: list[str] = []
+        origin = urlsplit(base).netloc
+        self.page = context.new_page()
+
+        def route(r):
+            url = r.request.url
+            if url.startswith(("data:", "blob:", "about:")) or urlsplit(url).netloc == origin:
+                r.continue_()
+            else:
+                self.problems.append(f"request to another host (blocked): {url}")
+                r.abort("blockedbyclient")
+
+        self.page.route("**/*", route)
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda err: self.problems.append(f"JavaScript error: {err}"))
+        self.page.on(
+            "requestfailed",
+            lambda req: None
+            if urlsplit(req.url).netloc != origin
+            else self.problems.append(f"request failed: {req.url} ({req.failure})"),
+        )
+        self.page.on(
+            "response",
+            lambda resp: resp.status >= 400
+            and self.problems.append(f"HTTP {resp.status}: {resp.url}"),
+        )
+
+    def _console(self, msg):
+        if msg.type in ("error", "assert"):
+            self.problems.append(f"console {msg.type}: {msg.text} ({msg.location.get('url', '')})")
+
+
+_PAGE_STATE = """
+(skip) => {
+  const texts = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const node = walker.currentNode, el = node.parentElement;
+    if (!el || el.closest(skip) || !el.getClientRects().length) continue;
+    if (node.nodeValue.trim()) texts.push(node.nodeValue);
+  }
+  return {
+    math: document.documentElement.getAttribute("data-mxopt-math"),
+    containers: document.querySelectorAll("mjx-container").length,
+    errors: Array.from(document.querySelectorAll("mjx-merror"))
+      .map(e => e.getAttribute("data-mjx-error") || e.textContent),
+    images: Array.from(document.images).map(i => ({
+      src: i.currentSrc.slice(0, 80), complete: i.complete, width: i.naturalWidth})),
+    texts: texts,
+  };
+}
+"""
+# Text that is not prose: code, program output, typeset math, hidden helpers.
+_NOT_PROSE = (
+    "pre, code, script, style, textarea, noscript, template, mjx-container, "
+    ".mathjax_ignore, .tex2jax_ignore, .clipboard-copy-txt, .md-search"
+)
+
+
+def _expected_math(site: Path, url: str) -> int:
+    """How many formulas a page has at least (0: none), from its static HTML."""
+    from bs4 import BeautifulSoup
+
+    path = site / (url + "index.html" if url == "" or url.endswith("/") else url)
+    soup = BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+    for tag in soup.select("pre, code, script, style"):
+        tag.decompose()
+    arithmatex = len(soup.select(".arithmatex"))
+    raw = any(MATH_DELIMITER.search(el.get_text()) for el in soup.select(MATH_SELECTOR))
+    return max(arithmatex, int(raw))
+
+
+def _wait_for(page, js: str, what: str, problems: list[str], timeout: float = 30_000) -> None:
+    try:
+        page.wait_for_function(js, timeout=timeout)
+    except Exception as err:  # playwright's TimeoutError
+        problems.append(f"timed out waiting for {what}: {str(err).splitlines()[0]}")
+
+
+@pytest.mark.browser
+def test_every_page_in_chromium(site, server, browser):
+    pages = _html_pages(site)
+    assert len(pages) >= len(NAV)
+    shots = os.environ.get("MXOPT_SITE_SCREENSHOTS")
+    report = {}
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    try:
+        for url in pages:
+            watch = PageWatch(context, server)
+            page, problems = watch.page, watch.problems
+            try:
+                page.goto(server + url, wait_until="load", timeout=60_000)
+            except Exception as err:
+                problems.append(f"page did not load: {err}")
+                report[url or "/"] = problems
+                page.close()
+                continue
+            _wait_for(page, "() => document.documentElement.getAttribute('data-mxopt-math') === 'done'"
+                      " || document.documentElement.getAttribute('data-mxopt-math') === 'error'",
+                      "MathJax", problems)
+            _wait_for(page, "() => Array.from(document.images).every(i => i.complete)", "images", problems)
+            page.wait_for_timeout(200)  # let late console messages arrive
+            state = page.evaluate(_PAGE_STATE, _NOT_PROSE)
+
+            if state["math"] != "done":
+                problems.append(f"MathJax did not finish typesetting (state {state['math']!r})")
+            expected = _expected_math(site, url)
+            if state["containers"] < expected:
+                problems.append(f"{state['containers']} typeset formulas, expected at least {expected}")
+            problems += [f"TeX error in a formula: {e}" for e in state["errors"]]
+            for text in state["texts"]:
+                raw = RAW_TEX.search(text)
+                if raw:
+                    problems.append(f"untypeset TeX {raw.group(0)!r} in text: {text.strip()[:120]!r}")
+            for image in state["images"]:
+                if not image["complete"] or image["width"] == 0:
+                    problems.append(f"image did not load: {image['src']!r}")
+            if url.startswith("notebooks/") and not state["images"]:
+                problems.append("a notebook page without a single figure: were its plots rendered?")
+            if shots:
+                Path(shots).mkdir(parents=True, exist_ok=True)
+                name = (url.strip("/").replace("/", "_") or "index").removesuffix(".html")
+                page.screenshot(path=str(Path(shots) / f"{name}.png"), full_page=True)
+            if problems:
+                report[url or "/"] = problems
+            page.close()
+    finally:
+        context.close()
+    assert not report, "problems in the browser:\n" + "\n".join(
+        f"  {url}:\n" + "\n".join(f"    - {p}" for p in problems) for url, problems in report.items()
+    )
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("src", NOTEBOOKS)
+def test_notebook_download_button(site, server, browser, src):
+    """The download button of a chapter hands out the chapter's own .ipynb."""
+    context = browser.new_context(accept_downloads=True, service_workers="block")
+    try:
+        page = context.new_page()
+        page.route(
+            "**/*",
+            lambda r: r.continue_()
+            if urlsplit(r.request.url).netloc == urlsplit(server).netloc or r.request.url.startswith("data:")
+            else r.abort(),
+        )
+        page.goto(server + _page_dir(src), wait_until="load")
+        button = page.locator("a.mxopt-download")
+        assert button.count() == 1, f"{src}: no download button on its page"
+        href = button.get_attribute("href")
+        with page.expect_download(timeout=30_000) as info:
+            button.click()
+        download = info.value
+        assert Path(unquote(urlsplit(download.url).path)).name == Path(src).name
+        data = Path(download.path()).read_bytes()
+    finally:
+        context.close()
+    assert data == (ROOT / src).read_bytes(), f"{src}: the downloaded notebook differs from the source"
+    with urlopen(urljoin(server + _page_dir(src), href)) as response:
+        assert response.status == 200
+        assert json.loads(response.read())["nbformat"] == 4
