@@ -190,6 +190,7 @@ def plot_losses(
     ylabel: str = "loss",
     *,
     baseline: float | None = None,
+    smooth: int | None = None,
     title: str | None = None,
     figsize=(5.5, 3.5),
 ):
@@ -200,16 +201,23 @@ def plot_losses(
     which the gap closes; ``ylabel`` then defaults to "loss − baseline").  On
     a log scale (the default) non-positive values and NaNs, such as the tail
     of a diverged run, are left out rather than clipped.  One line per history,
-    so ``len(ax.lines) == len(histories)``.
+    so ``len(ax.lines) == len(histories)``; with ``smooth = n`` (e.g. the
+    number of steps in an epoch) the per-step curves are drawn faint and a
+    second, bold line per history shows their moving average over the last
+    ``n`` steps, so ``len(ax.lines) == 2 * len(histories)``.
     """
     ax = _new_axes(ax, figsize)
+    handles = []
     for (label, history), color in zip(histories.items(), cycle(PALETTE)):
         y = np.asarray(history, dtype=np.float64)
         if baseline is not None:
             y = y - baseline
-        if log:
-            y = np.where(y > 0, y, np.nan)
-        ax.plot(np.arange(len(y)), y, color=color, lw=1.4, label=label)
+        faint = dict(alpha=0.3, lw=0.8) if smooth else dict(lw=1.4)
+        handles += ax.plot(np.arange(len(y)), _positive(y) if log else y, color=color, label=label, **faint)
+        if smooth:
+            average = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+            handles[-1] = ax.plot(np.arange(smooth - 1, len(y)), _positive(average) if log else average,
+                                  color=color, lw=2.2, label=label)[0]
     if log:
         ax.set_yscale("log")
     if baseline is not None and ylabel == "loss":
@@ -219,8 +227,14 @@ def plot_losses(
     ax.grid(True, which="major", alpha=0.3)
     if title is not None:
         ax.set_title(title)
-    ax.legend(fontsize="small")
+    legend_title = f"thin: every step; thick: mean of the last {smooth}" if smooth else None
+    ax.legend(handles=handles, fontsize="small", title=legend_title, title_fontsize="small")
     return ax
+
+
+def _positive(y):
+    """``y`` with non-positive values (and NaNs) hidden, for a log scale."""
+    return np.where(y > 0, y, np.nan)
 
 
 def _frame_indices(n_points: int, frames: int | None) -> np.ndarray:

@@ -175,3 +175,13 @@ def test_animation_html_is_small_and_self_contained():
     assert "<script" in html and "data:image/jpeg;base64" in html
     assert html.count("data:image/jpeg;base64") == plot.MAX_FRAMES
     assert len(html) < 2_000_000
+
+
+def test_plot_losses_smooth_adds_a_moving_average_per_history():
+    histories = {"a": np.linspace(1, 0.1, 50), "b": np.linspace(2, 0.2, 50)}
+    ax = plot.plot_losses(histories, smooth=10)
+    assert len(ax.lines) == 4
+    average = ax.lines[1].get_ydata()
+    np.testing.assert_allclose(average[0], histories["a"][:10].mean())
+    assert ax.lines[0].get_alpha() == 0.3
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
