@@ -251,7 +251,7 @@ def animate_trajectories(
     fps: float | None = None,
     *,
     title: str | None = None,
-    figsize=(4.4, 3.8),
+    figsize=None,
     dpi: float = 72,
 ) -> FuncAnimation:
     """Animate the paths of ``trajectories`` being traced over the contour map of ``problem``.
@@ -264,8 +264,13 @@ def animate_trajectories(
 
     The figure is a bare :class:`~matplotlib.figure.Figure` (small, ``dpi`` 72),
     not registered with pyplot, so a notebook displays nothing until the
-    animation is rendered, e.g. with :func:`animation_html`.
+    animation is rendered, e.g. with :func:`animation_html`. By default it is
+    wide for a wide plotting box (such as an ill-conditioned quadratic's) and
+    nearly square otherwise.
     """
+    if figsize is None:
+        (x0, x1), (y0, y1) = problem.bounds
+        figsize = (6.4, 3.4) if (x1 - x0) > 1.5 * (y1 - y0) else (4.4, 3.8)
     paths = {label: np.asarray(path, dtype=np.float64) for label, path in trajectories.items()}
     steps = _frame_indices(max(len(p) for p in paths.values()), frames)
     fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
