@@ -33,8 +33,10 @@ import functools
 import inspect
 import math
 import types
+import warnings
 
 import numpy as np
+from numba.core.errors import NumbaPerformanceWarning
 
 from . import _arrays
 from ._scalar import COMPILED, HELPERS
@@ -201,7 +203,10 @@ def launch(rule, weight, grad, state, scalars, dtype, master=None):
     blocks, threads = _cuda_launch_config(n)
     stream = _arrays.stream_of(weight)
     if master is not None:
-        kernel = rule.kernel(target, multi_precision=True)
-        kernel[blocks, threads, stream](flats[0], _arrays.flat(master), *flats[1:], *args)
+        kernel, arrays = rule.kernel(target, multi_precision=True), (flats[0], _arrays.flat(master), *flats[1:])
     else:
-        rule.kernel(target)[blocks, threads, stream](*flats, *args)
+        kernel, arrays = rule.kernel(target), flats
+    with warnings.catch_warnings():
+        # A small parameter needs only a few blocks; Numba's low-occupancy warning is noise here.
+        warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        kernel[blocks, threads, stream](*arrays, *args)
