@@ -27,13 +27,16 @@ def nag(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=None, moment
 
 
 def adam(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=None,
-         beta1=0.9, beta2=0.999, epsilon=1e-8):
+         beta1=0.9, beta2=0.999, epsilon=1e-8, host_betas=None):
+    """``host_betas``: the betas of the bias correction, which MXNet computes on
+    the host in float64 from the unrounded values (default: ``beta1, beta2``)."""
     G = rescale_grad * g + wd * w
     if clip_gradient is not None:
         G = np.clip(G, -clip_gradient, clip_gradient)
     m = beta1 * state["mean"] + (1 - beta1) * G
     v = beta2 * state["var"] + (1 - beta2) * G ** 2
-    lr_t = lr * np.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+    b1, b2 = host_betas or (beta1, beta2)
+    lr_t = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
     return w - lr_t * m / (np.sqrt(v) + epsilon), {"mean": m, "var": v}
 
 

@@ -40,6 +40,8 @@ def run_both(name, hyper, shape, dtype, seed, steps=4):
     # The kernel sees the hyperparameters rounded to the weight's dtype (as MXNet's
     # float32 kernels do); the float64 reference gets the same rounded values.
     rounded = {k: (v if v is None else float(dtype(v))) for k, v in kwargs.items()}
+    if name == "adam":  # Adam's bias correction is computed on the host, from the float64 betas
+        rounded["host_betas"] = (kwargs["beta1"], kwargs["beta2"])
     ref_w, ref_state = w0.astype(dtype).astype(np.float64), {n: np.zeros(shape) for n in state.names}
     for t, g in enumerate(grads, start=1):
         opt.update(0, w, g.astype(dtype), state)
@@ -50,7 +52,7 @@ def run_both(name, hyper, shape, dtype, seed, steps=4):
 @pytest.mark.parametrize("name", sorted(HYPER))
 @pytest.mark.parametrize("dtype, rtol, atol", [(np.float64, 1e-12, 1e-14), (np.float32, 2e-5, 2e-6)])
 def test_kernel_matches_float64_equation(name, dtype, rtol, atol):
-    @settings(max_examples=25, deadline=None)
+    @settings(max_examples=60, deadline=None, derandomize=True)
     @given(hyper=st.fixed_dictionaries(HYPER[name]), shape=shapes, seed=st.integers(0, 2**32 - 1))
     def check(hyper, shape, seed):
         w, state, ref_w, ref_state = run_both(name, hyper, shape, dtype, seed)
