@@ -12,7 +12,8 @@ state values of one element; the rest are per-step scalars, the same for
 every element. From that one function this module generates
 
 * a CPU kernel: ``numba.njit(parallel=True)`` over ``prange``, which LLVM
-  vectorises (``error_model='numpy'`` so divisions do not block it), and
+  vectorises (``error_model='numpy'`` so divisions do not block it), with a
+  one-core twin for arrays below :data:`CPU_PARALLEL_THRESHOLD`, and
 * a CUDA kernel: ``numba.cuda.jit`` with a grid-stride loop, plus a
   multi-precision variant that reads a float16 gradient, updates the float32
   master weight and writes the float16 weight in the same pass.
@@ -35,6 +36,7 @@ import math
 import types
 import warnings
 
+import numba
 import numpy as np
 from numba.core.errors import NumbaPerformanceWarning
 
@@ -104,8 +106,6 @@ class UpdateRule:
 
     def _build(self, target, multi_precision, parallel):
         if target == _arrays.CPU:
-            import numba
-
             namespace = {"rule": _compile(self.fn, _arrays.CPU), "prange": numba.prange, "np": np}
             exec(self.source(target), namespace)  # noqa: S102 - our own template
             return numba.njit(parallel=parallel, error_model="numpy")(namespace["kernel"])
@@ -137,8 +137,6 @@ def _compile(fn, target):
             glb[name] = COMPILED[name]
     clone = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
     if target == _arrays.CPU:
-        import numba
-
         compiled = numba.njit(inline="always", error_model="numpy")(clone)
     else:
         from numba import cuda
