@@ -60,11 +60,13 @@ def info(x) -> ArrayInfo | None:
         return None
     shape, dtype = cai["shape"], np.dtype(cai["typestr"])
     strides = cai.get("strides")
-    contiguous = strides is None or tuple(strides) == _c_strides(shape, dtype.itemsize)
+    contiguous = strides is None or all(
+        n == 1 or st == want for n, st, want in zip(shape, strides, _c_strides(shape, dtype.itemsize)))
     return ArrayInfo(CUDA, shape, dtype, contiguous, not cai["data"][1])
 
 
 def _c_strides(shape, itemsize):
+    """The strides of a C-contiguous array (dimensions of size 1 may have any stride)."""
     strides, step = [], itemsize
     for n in reversed(shape):
         strides.append(step)

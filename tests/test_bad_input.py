@@ -157,3 +157,19 @@ def test_bad_scheduler_argument_types():
         mxopt.lr_scheduler.CosineScheduler(max_update=10, warmup_steps=10)
     with pytest.raises(TypeError, match="num_update"):
         mxopt.lr_scheduler.PolyScheduler(max_update=10)(1.5)
+
+
+def test_cuda_array_interface_contiguity():
+    from mxopt import _arrays
+
+    def fake(shape, strides):
+        class A:
+            __cuda_array_interface__ = {"shape": shape, "typestr": "<f4", "data": (0, False),
+                                        "strides": strides, "version": 3}
+        return A()
+
+    assert _arrays.info(fake((3, 4), None)).contiguous
+    assert _arrays.info(fake((3, 4), (16, 4))).contiguous
+    assert _arrays.info(fake((1, 4), (64, 4))).contiguous  # a size-1 dimension may have any stride
+    assert not _arrays.info(fake((3, 4), (4, 12))).contiguous  # Fortran order
+    assert not _arrays.info(fake((3, 4), (32, 4))).contiguous  # a slice of a wider array
