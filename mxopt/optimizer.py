@@ -205,8 +205,9 @@ class Optimizer:
             return table[index]
         return table.get(self.idx2name.get(index), 1.0)
 
-    def _get_lr(self, index):
-        return self._lr_at(self.num_update) * self._mult(self.lr_mult, index)
+    def _get_lr(self, index, num_update=None):
+        n = self.num_update if num_update is None else num_update
+        return self._lr_at(n) * self._mult(self.lr_mult, index)
 
     def _get_wd(self, index):
         return self.wd * self._mult(self.wd_mult, index)
@@ -234,12 +235,16 @@ class Optimizer:
         names = self.rule.state_names
         return names + ("weight32",) if self._master_needed(np.dtype(dtype)) else names
 
+    def _compute_dtype(self, dtype):
+        """The dtype of the state and of the arithmetic for a weight of ``dtype``."""
+        return np.dtype(np.float32) if self._master_needed(np.dtype(dtype)) else np.dtype(dtype)
+
     def create_state(self, index, weight):
         """Zero state for ``weight`` at ``index``, on the weight's device."""
         index = _check_index(index)
         w = _checks.array("weight", weight)
         names = self.state_names(w.dtype)
-        compute = np.dtype(np.float32) if "weight32" in names else w.dtype
+        compute = self._compute_dtype(w.dtype)
         arrays = [_arrays.zeros(weight, w.shape, compute) for _ in self.rule.state_names]
         if "weight32" in names:
             master = _arrays.empty(weight, w.shape, np.float32)
@@ -251,13 +256,14 @@ class Optimizer:
 
     # -- the update ------------------------------------------------------------
     def _checked(self, index, weight, grad, state):
-        """All checks of an update; returns (weight info, state arrays, master)."""
+        """All checks of an update; returns (compute dtype, state arrays, master)."""
         w = _checks.array("weight", weight)
         _checks.writeable("weight", w)
         _checks.same_layout("grad", grad, w, "weight")
         names = self.state_names(w.dtype)
+        compute = self._compute_dtype(w.dtype)
         if state is None and not names:
-            return w, (), None
+            return compute, (), None
         if not isinstance(state, State):
             raise TypeError(f"state must be the State returned by create_state, got {type(state).__name__}")
         if state.optimizer != type(self).__name__:
@@ -267,12 +273,11 @@ class Optimizer:
         if state.names != names:
             raise ValueError(f"state holds {state.names}, this optimizer needs {names} "
                              "(was a hyperparameter such as momentum changed after create_state?)")
-        compute = np.float32 if "weight32" in names else w.dtype
         for name, arr in zip(state.names, state.arrays):
             _checks.writeable(f"state[{name!r}]", _checks.same_layout(f"state[{name!r}]", arr, w, "weight", compute))
         arrays = state.arrays[: len(self.rule.state_names)]
         master = state["weight32"] if "weight32" in names else None
-        return w, arrays, master
+        return compute, arrays, master
 
     def update(self, index, weight, grad, state):
         """Update ``weight`` (and ``state``) in place from ``grad``.
@@ -281,12 +286,11 @@ class Optimizer:
         and the update counters are as they were.
         """
         index = _check_index(index)
-        w, arrays, master = self._checked(index, weight, grad, state)
+        dtype, arrays, master = self._checked(index, weight, grad, state)
         t = self._index_update_count.get(index, self.begin_num_update) + 1
         num_update = max(t, self.num_update)
-        lr = self._lr_at(num_update) * self._mult(self.lr_mult, index)
+        lr = self._get_lr(index, num_update)
         scalars = self.step_scalars(index=index, t=t, lr=lr, wd=self._get_wd(index))
-        dtype = np.dtype(np.float32) if master is not None else w.dtype
         _engine.launch(self.rule, weight, grad, arrays, scalars, dtype, master=master)
         self._index_update_count[index] = t
         self.num_update = num_update

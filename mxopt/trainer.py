@@ -53,6 +53,7 @@ class Trainer:
             if described is None or described.dtype not in _arrays.FLOAT_DTYPES:
                 raise TypeError(f"params[{name!r}] must be a float NumPy or CUDA array, got {type(p).__name__}")
             infos[name] = described
+        values = dict(named)
         first_name, first = named[0][0], infos[named[0][0]]
         for name, described in infos.items():
             if (described.target, described.dtype) != (first.target, first.dtype):
@@ -86,7 +87,7 @@ class Trainer:
                 shape = infos[name].shape
                 self.params[name] = _arrays.view(self.data, offset, shape)
                 self.grads[name] = _arrays.view(self.grad_data, offset, shape)
-                _arrays.copy_into(self.params[name], params[name] if isinstance(params, dict) else params[int(name)])
+                _arrays.copy_into(self.params[name], values[name])
                 offset += infos[name].size
             self._slices.append((start, offset))
             optimizer.lr_mult[index] = lr_m
