@@ -40,6 +40,15 @@ def _is_numba_device_array(x):
     return cuda.devicearray.is_cuda_ndarray(x)
 
 
+def _as_numba(x):
+    """``x`` as a Numba device array over the same memory (no copy)."""
+    if _is_numba_device_array(x):
+        return x
+    from numba import cuda
+
+    return cuda.as_cuda_array(x)
+
+
 def target_of(x):
     """``'cpu'`` for NumPy arrays, ``'cuda'`` for CUDA arrays, else ``None``."""
     if isinstance(x, np.ndarray):
@@ -183,10 +192,8 @@ def copy_into(dst, src):
 
         dst[...] = cupy.asarray(src)
     else:
-        from numba import cuda
-
         if info(src).dtype == info(dst).dtype:
-            dst.copy_to_device(src if _is_numba_device_array(src) else cuda.as_cuda_array(src))
+            dst.copy_to_device(_as_numba(src))
         else:
             dst.copy_to_device(to_host(src).astype(info(dst).dtype))
 
@@ -200,9 +207,7 @@ def to_host(x) -> np.ndarray:
         return x.detach().cpu().numpy()
     if lib == "cupy":
         return x.get()
-    from numba import cuda
-
-    return (x if _is_numba_device_array(x) else cuda.as_cuda_array(x)).copy_to_host()
+    return _as_numba(x).copy_to_host()
 
 
 def view(buffer, start, shape):
