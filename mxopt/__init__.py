@@ -11,10 +11,9 @@ the rule for the CPU and for CUDA GPUs.
 """
 from . import lr_scheduler
 from ._engine import UpdateRule
-from .adam import Adam
-from .nag import NAG
 from .optimizer import Optimizer, State, Updater, create, get_updater, register
-from .sgd import SGD
+from . import optimizers
+from .optimizers import NAG, SGD, Adam
 from .trainer import Trainer
 
 __version__ = "0.1.0"

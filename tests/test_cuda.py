@@ -130,7 +130,7 @@ def test_float32_cuda_kernel_has_no_float64_arithmetic():
 
     if config.ENABLE_CUDASIM:
         pytest.skip("PTX exists on a real GPU only")
-    rule = mxopt.adam.ADAM_RULE
+    rule = mxopt.optimizers.adam.ADAM_RULE
     w = cuda.to_device(np.zeros(64, np.float32))
     opt = mxopt.Adam()
     opt.update(0, w, cuda.to_device(np.ones(64, np.float32)), opt.create_state(0, w))

@@ -66,14 +66,14 @@ def test_kernel_matches_float64_equation(name, dtype, rtol, atol):
 
 def test_rules_are_plain_scalar_python():
     """The rule the guide shows is the function that runs, and it works on floats."""
-    w, m, v = mxopt.adam.adam(1.0, 0.5, 0.0, 0.0, 0.1, 0.9, 0.999, 1e-8, 0.0, 1.0, math.inf)
+    w, m, v = mxopt.optimizers.adam.adam(1.0, 0.5, 0.0, 0.0, 0.1, 0.9, 0.999, 1e-8, 0.0, 1.0, math.inf)
     assert m == pytest.approx(0.05) and v == pytest.approx(0.00025)
     assert w == pytest.approx(1.0 - 0.1 * 0.05 / (math.sqrt(0.00025) + 1e-8))
-    assert mxopt.sgd.sgd(1.0, 2.0, 0.1, 0.0, 1.0, 0.5) == pytest.approx(0.95)  # gradient clipped to 0.5
+    assert mxopt.optimizers.sgd.sgd(1.0, 2.0, 0.1, 0.0, 1.0, 0.5) == pytest.approx(0.95)  # gradient clipped to 0.5
 
 
-@pytest.mark.parametrize("rule", [mxopt.sgd.SGD_RULE, mxopt.sgd.SGD_MOMENTUM_RULE, mxopt.nag.NAG_RULE,
-                                  mxopt.adam.ADAM_RULE])
+@pytest.mark.parametrize("rule", [mxopt.optimizers.sgd.SGD_RULE, mxopt.optimizers.sgd.SGD_MOMENTUM_RULE, mxopt.optimizers.nag.NAG_RULE,
+                                  mxopt.optimizers.adam.ADAM_RULE])
 def test_float32_kernels_do_float32_arithmetic(rule):
     """No float64 creeps into a float32 kernel (an untyped 1 - beta would)."""
     kernel = rule.kernel("cpu")
@@ -88,16 +88,16 @@ def test_float32_kernels_do_float32_arithmetic(rule):
 
 
 def test_cpu_kernel_is_vectorised():
-    kernel = mxopt.adam.ADAM_RULE.kernel("cpu")
+    kernel = mxopt.optimizers.adam.ADAM_RULE.kernel("cpu")
     arrays = [np.zeros(64, np.float32) for _ in range(4)]
-    kernel(*arrays, *(np.float32(0.5) for _ in mxopt.adam.ADAM_RULE.scalar_names))
+    kernel(*arrays, *(np.float32(0.5) for _ in mxopt.optimizers.adam.ADAM_RULE.scalar_names))
     (sig,) = [s for s in kernel.signatures if s[-1] == numba.float32]
     asm = kernel.inspect_asm(sig)
     assert "sqrtps" in asm, "the Adam loop did not vectorise (no packed sqrt)"
 
 
 def test_one_source_for_both_targets():
-    rule = mxopt.adam.ADAM_RULE
+    rule = mxopt.optimizers.adam.ADAM_RULE
     cpu, gpu = rule.source("cpu"), rule.source("cuda")
     assert "prange" in cpu and "cuda.grid(1)" in gpu
     assert cpu.splitlines()[3] == gpu.splitlines()[3]  # the same rule call
@@ -106,7 +106,7 @@ def test_one_source_for_both_targets():
 
 
 def test_small_arrays_run_on_one_core_large_on_all():
-    rule = mxopt.sgd.SGD_RULE
+    rule = mxopt.optimizers.sgd.SGD_RULE
     opt = mxopt.SGD(learning_rate=0.1)
     for n in (10, _engine.CPU_PARALLEL_THRESHOLD):
         w = np.ones(n, np.float32)

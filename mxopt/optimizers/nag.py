@@ -15,10 +15,10 @@ weight-decay term of the new momentum uses the *updated* weight ``w'``; mxopt
 does the same, so trajectories match MXNet's. With ``momentum = 0`` NAG is
 plain SGD.
 """
-from . import _checks
-from ._engine import UpdateRule
-from ._scalar import ONE, clip
-from .optimizer import Optimizer, register
+from .. import _checks
+from .._engine import UpdateRule
+from .._scalar import ONE, clip
+from ..optimizer import Optimizer, register
 from .sgd import SGD_RULE
 
 

@@ -15,10 +15,10 @@ momentum buffer ``mom`` (``mom`` is a velocity, not an average gradient)::
 Weight decay is added after clipping and is never clipped (MXNet 1.9.1's
 ``sgd_update``/``sgd_mom_update``).
 """
-from . import _checks
-from ._engine import UpdateRule
-from ._scalar import clip
-from .optimizer import Optimizer, register
+from .. import _checks
+from .._engine import UpdateRule
+from .._scalar import clip
+from ..optimizer import Optimizer, register
 
 
 def sgd(w, g, lr, wd, rescale_grad, clip_gradient):

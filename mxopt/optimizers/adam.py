@@ -14,10 +14,10 @@ once per step on the host in float64. This equals the paper's
 """
 import math
 
-from . import _checks
-from ._engine import UpdateRule
-from ._scalar import ONE, clip
-from .optimizer import Optimizer, register
+from .. import _checks
+from .._engine import UpdateRule
+from .._scalar import ONE, clip
+from ..optimizer import Optimizer, register
 
 
 def adam(w, g, mean, var, lr_t, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient):

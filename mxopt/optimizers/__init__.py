@@ -1,0 +1,13 @@
+"""The optimizers, one module each: its scalar update rule and its class.
+
+Everything else in :mod:`mxopt` is machinery (the engine that compiles
+rules, the base class, schedules, the Trainer, checkpoints); this folder is
+where the algorithms are. Every class here is registered under MXNet's name
+and re-exported as ``mxopt.<Class>``.
+"""
+from . import adam, nag, sgd
+from .adam import Adam
+from .nag import NAG
+from .sgd import SGD
+
+__all__ = ["Adam", "NAG", "SGD", "adam", "nag", "sgd"]
