@@ -9,7 +9,9 @@ from mxopt import lr_scheduler
 from conftest import golden_index, load_case
 
 INDEX = golden_index()
-OPT_CASES = INDEX["optimizer_cases"]
+#: The recorded cases of every optimizer mxopt has so far (the data holds MXNet's
+#: whole catalogue; each optimizer's cases join here as it is added).
+OPT_CASES = [c for c in INDEX["optimizer_cases"] if c["optimizer"] in mxopt.optimizer._REGISTRY]
 SCHED_CASES = INDEX["scheduler_cases"]
 
 
@@ -35,7 +37,7 @@ def _build(case):
 
 def test_every_sgd_nag_adam_case_is_covered():
     names = {c["optimizer"] for c in OPT_CASES}
-    assert names == {"sgd", "nag", "adam"} and len(OPT_CASES) >= 15
+    assert {"sgd", "nag", "adam"} <= names and len(OPT_CASES) >= 15
 
 
 @pytest.mark.parametrize("case", OPT_CASES, ids=[c["case"] for c in OPT_CASES])
