@@ -11,7 +11,9 @@ the rule for the CPU and for CUDA GPUs.
 """
 from . import lr_scheduler
 from ._engine import UpdateRule
-from .optimizer import Optimizer, State, Updater, create, get_updater, register
+from .optimizer import Optimizer, create, register
+from .state import State
+from .updater import Updater, get_updater
 from . import optimizers
 from .optimizers import NAG, SGD, Adam
 from .trainer import Trainer

@@ -19,6 +19,8 @@ import struct
 import numpy as np
 
 from . import _arrays
+from .optimizer import _check_index
+from .state import State
 
 MAGIC = b"MXOPT-STATES\x00v1\n"
 _DTYPES = {"<f2": np.float16, "<f4": np.float32, "<f8": np.float64}
@@ -58,8 +60,6 @@ def loads(data, optimizer):
     Raises ValueError for anything corrupted, truncated, or made by another
     optimizer; nothing is returned half-built.
     """
-    from .optimizer import State, _check_index
-
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, got {type(data).__name__}")
     data = bytes(data)

@@ -1,4 +1,4 @@
-"""The optimizer base class, the registry, and the per-index updater.
+"""The optimizer base class and the registry.
 
 The API follows ``mxnet.optimizer`` (1.9.1) so that MXNet code ports by
 changing its import: ``create``, ``register``, ``Optimizer.create_state``,
@@ -20,6 +20,7 @@ import numpy as np
 
 from . import _arrays, _checks, _engine
 from ._checks import Hyper
+from .state import State
 
 _REGISTRY: dict[str, type] = {}
 
@@ -49,48 +50,6 @@ def create(name, **kwargs):
     if klass is None:
         raise ValueError(f"unknown optimizer {name!r}; registered: {sorted(_REGISTRY)}")
     return klass(**kwargs)
-
-
-class State:
-    """An optimizer's state for one parameter index: named arrays.
-
-    It behaves like the tuple of its arrays (``mean, var = state``) and gives
-    each array by name (``state['mean']`` or ``state.mean``). ``weight32`` is
-    the float32 master copy kept for float16 weights with
-    ``multi_precision=True``. The state remembers which optimizer class and
-    index made it, so that it is never applied to another parameter.
-    """
-
-    __slots__ = ("optimizer", "index", "names", "arrays")
-
-    def __init__(self, optimizer, index, names, arrays):
-        self.optimizer = optimizer
-        self.index = index
-        self.names = tuple(names)
-        self.arrays = tuple(arrays)
-
-    def __len__(self):
-        return len(self.arrays)
-
-    def __iter__(self):
-        return iter(self.arrays)
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            try:
-                return self.arrays[self.names.index(key)]
-            except ValueError:
-                raise KeyError(key) from None
-        return self.arrays[key]
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __repr__(self):
-        return f"State({self.optimizer}, index={self.index!r}, names={self.names})"
 
 
 def _check_index(index):
@@ -296,60 +255,3 @@ class Optimizer:
         self.num_update = num_update
 
     update_multi_precision = update
-
-
-class Updater:
-    """Applies an optimizer to many parameters, keeping one state per index.
-
-    ``updater(index, grad, weight)`` is MXNet's calling convention (note the
-    order). ``get_states()``/``set_states()`` save and restore every state
-    and the update counters as bytes, without pickle.
-    """
-
-    def __init__(self, optimizer):
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be an mxopt Optimizer, got {type(optimizer).__name__}")
-        self.optimizer = optimizer
-        self.states = {}
-
-    def __call__(self, index, grad, weight):
-        index = _check_index(index)
-        state = self.states.get(index)
-        if state is None:
-            state = self.optimizer.create_state(index, weight)
-        elif state.arrays and _arrays.target_of(state.arrays[0]) != _arrays.target_of(weight):
-            state = self._to_device(state, index, weight)
-        self.optimizer.update(index, weight, grad, state)
-        self.states[index] = state
-
-    def _to_device(self, restored, index, weight):
-        """A state restored on the host, copied to the device of ``weight``."""
-        fresh = self.optimizer.create_state(index, weight)
-        for name, dst, src in zip(fresh.names, fresh.arrays, restored.arrays):
-            want, got = _arrays.info(dst), _arrays.info(src)
-            if (got.shape, got.dtype) != (want.shape, want.dtype):
-                raise ValueError(f"restored state[{name!r}] has shape {got.shape} and dtype {got.dtype}, "
-                                 f"the weight at index {index!r} needs {want.shape} and {want.dtype}")
-        for dst, src in zip(fresh.arrays, restored.arrays):
-            _arrays.copy_into(dst, src)
-        return fresh
-
-    def get_states(self, dump_optimizer=False):
-        """All states and counters as bytes (a checksummed, pickle-free format)."""
-        from . import checkpoint
-
-        return checkpoint.dumps(self.optimizer, self.states)
-
-    def set_states(self, data):
-        """Restore what :meth:`get_states` saved; a corrupted or mismatched checkpoint raises ValueError."""
-        from . import checkpoint
-
-        states, counts, num_update = checkpoint.loads(data, self.optimizer)
-        self.states = states
-        self.optimizer._index_update_count = counts
-        self.optimizer.num_update = num_update
-
-
-def get_updater(optimizer):
-    """An :class:`Updater` for ``optimizer`` (MXNet's ``mx.optimizer.get_updater``)."""
-    return Updater(optimizer)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import _arrays, _checks
-from .optimizer import Optimizer, Updater, create
+from .optimizer import Optimizer, create
+from .updater import Updater
 
 
 class Trainer:
