@@ -18,17 +18,49 @@ FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)
 
 
 class ArrayInfo:
-    """The facts about one array that the checks need, for either target."""
+    """The facts about one array that the checks need, for either target.
 
-    __slots__ = ("target", "shape", "dtype", "contiguous", "writeable", "size")
+    ``extent`` is the half-open range of byte addresses ``[lo, hi)`` that the
+    array's elements occupy (host addresses on the CPU, device addresses on
+    CUDA; empty for an array with no elements). Two arrays of one target
+    share memory only if their extents intersect; for C-contiguous arrays,
+    the only kind an update accepts, intersecting extents mean shared
+    elements.
+    """
 
-    def __init__(self, target, shape, dtype, contiguous, writeable):
+    __slots__ = ("target", "shape", "dtype", "contiguous", "writeable", "size", "extent")
+
+    def __init__(self, target, shape, dtype, contiguous, writeable, pointer=0, strides=None):
         self.target = target
         self.shape = tuple(int(s) for s in shape)
         self.dtype = np.dtype(dtype)
         self.contiguous = contiguous
         self.writeable = writeable
         self.size = int(np.prod(self.shape, dtype=np.int64))
+        self.extent = _extent(int(pointer), self.shape, strides, self.dtype.itemsize)
+
+    def overlaps(self, other):
+        """Whether the two arrays share at least one byte (same target only)."""
+        if self.target != other.target:
+            return False
+        (lo, hi), (olo, ohi) = self.extent, other.extent
+        return lo < hi and olo < ohi and lo < ohi and olo < hi
+
+
+def _extent(pointer, shape, strides, itemsize):
+    """``[lo, hi)``: the bytes from the lowest to one past the highest element."""
+    if any(n == 0 for n in shape):
+        return (pointer, pointer)
+    if strides is None:
+        strides = _c_strides(shape, itemsize)
+    lo = hi = pointer
+    for n, st in zip(shape, strides):
+        reach = (n - 1) * int(st)
+        if reach < 0:
+            lo += reach
+        else:
+            hi += reach
+    return (lo, hi + itemsize)
 
 
 def _is_numba_device_array(x):
@@ -61,17 +93,20 @@ def target_of(x):
 def info(x) -> ArrayInfo | None:
     """Describe ``x``, or return ``None`` when it is not an array mxopt can use."""
     if isinstance(x, np.ndarray):
-        return ArrayInfo(CPU, x.shape, x.dtype, x.flags.c_contiguous, x.flags.writeable)
+        return ArrayInfo(CPU, x.shape, x.dtype, x.flags.c_contiguous, x.flags.writeable,
+                         x.__array_interface__["data"][0], x.strides)
     cai = getattr(x, "__cuda_array_interface__", None)
     if cai is None:
         if _is_numba_device_array(x):
-            return ArrayInfo(CUDA, x.shape, x.dtype, x.is_c_contiguous(), True)
+            # Only the CUDA simulator's arrays lack the interface: they wrap host memory.
+            return ArrayInfo(CUDA, x.shape, x.dtype, x.is_c_contiguous(), True,
+                             x.__array_interface__["data"][0], x.strides)
         return None
     shape, dtype = cai["shape"], np.dtype(cai["typestr"])
     strides = cai.get("strides")
     contiguous = strides is None or all(
         n == 1 or st == want for n, st, want in zip(shape, strides, _c_strides(shape, dtype.itemsize)))
-    return ArrayInfo(CUDA, shape, dtype, contiguous, not cai["data"][1])
+    return ArrayInfo(CUDA, shape, dtype, contiguous, not cai["data"][1], cai["data"][0] or 0, strides)
 
 
 def _c_strides(shape, itemsize):

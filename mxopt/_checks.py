@@ -15,26 +15,53 @@ import numpy as np
 from . import _arrays
 
 
+#: The largest count mxopt keeps (update counts, steps of a schedule): int64's.
+INT64_MAX = 2 ** 63 - 1
+
+
 def _number(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{name} must be a finite number, got {_short(value)} "
+                         "(too large for a float64)") from None
     if math.isnan(value):
         raise ValueError(f"{name} must be a number, got nan")
     return value
 
 
-def at_least(lo, strict=False, finite=True):
-    """A check ``value >= lo`` (``> lo`` when ``strict``)."""
+def _short(value):
+    """``repr(value)``, shortened for integers of hundreds of digits."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 256 else \
+        f"an integer of {len(str(abs(value)))} digits"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def at_least(lo, strict=False, finite=True, note=""):
+    """A check ``value >= lo`` (``> lo`` when ``strict``); ``note`` ends its error message."""
     op = ">" if strict else ">="
 
     def check(name, value):
         value = _number(name, value)
         if (value <= lo if strict else value < lo) or (finite and math.isinf(value)):
-            raise ValueError(f"{name} must be {'a finite number ' if finite else ''}{op} {lo}, got {value!r}")
+            raise ValueError(f"{name} must be {'a finite number ' if finite else ''}{op} {lo}, "
+                             f"got {value!r}{note}")
         return value
 
     return check
+
+
+#: lr_mult/wd_mult values, and a learning rate from a schedule: finite and >= 0.
+multiplier = at_least(0.0)
+
+
+def key(name, value):
+    """A parameter key: an index (int) or a name (str), as MXNet's multipliers take them."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, str)):
+        raise TypeError(f"{name} must be an int index or a str name, got {type(value).__name__} {value!r}")
+    return value if isinstance(value, str) else int(value)
 
 
 def unit_interval(name, value):
@@ -54,12 +81,14 @@ def optional(check):
     return optional_check
 
 
-def integer(lo):
+def integer(lo, hi=INT64_MAX):
+    """A check ``lo <= value <= hi`` for an integer (counts stay within int64)."""
+
     def check(name, value):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-        if value < lo:
-            raise ValueError(f"{name} must be >= {lo}, got {value!r}")
+            raise TypeError(f"{name} must be an integer, got {type(value).__name__} {_short(value)}")
+        if not lo <= value <= hi:
+            raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {_short(value)}")
         return int(value)
 
     return check
@@ -87,6 +116,11 @@ class Hyper:
 
 def array(name, x):
     """Describe ``x`` or raise TypeError if mxopt cannot update it."""
+    if isinstance(x, (np.matrix, np.ma.MaskedArray)):
+        why = ("its mask would be ignored: masked entries would be updated too"
+               if isinstance(x, np.ma.MaskedArray) else "np.matrix changes the shape of every operation")
+        raise TypeError(f"{name} must be a plain NumPy array, got {type(x).__module__}.{type(x).__name__} "
+                        f"({why}); pass np.asarray({name}) or its .data")
     described = _arrays.info(x)
     if described is None:
         raise TypeError(
@@ -116,3 +150,53 @@ def same_layout(name, x, like, like_name, dtype=None):
 def writeable(name, described):
     if not described.writeable:
         raise ValueError(f"{name} is read-only; mxopt updates it in place")
+
+
+def disjoint(named):
+    """Check that no two of the ``(name, ArrayInfo)`` pairs share memory.
+
+    The kernels read and write every array element by element, in parallel:
+    a gradient or a state that overlaps the weight (``b[1:]`` and
+    ``b[:-1]``, a float16 weight viewed inside its float32 master copy)
+    would be read after it was written, in an order that depends on the
+    threads.
+    """
+    named = list(named)
+    for i, (name, a) in enumerate(named):
+        for other, b in named[:i]:
+            if a.overlaps(b):
+                raise ValueError(f"{name} shares memory with {other}; mxopt updates in place and "
+                                 "needs separate arrays (pass a copy)")
+
+
+def step_scalars(scalars, names, dtype, off_when_infinite=()):
+    """The scalars ``names`` of ``scalars`` as ``dtype`` numbers, the dtype the update computes in.
+
+    A value must be a real number, finite (``inf`` only for the names in
+    ``off_when_infinite``, where it means "off", e.g. clip_gradient), and
+    representable in ``dtype``: ``1e300`` overflows float32 and ``1e-300``
+    rounds to 0 there, which would turn the update into NaN or into no
+    update at all.
+    """
+    dtype = np.dtype(dtype)
+    info = np.finfo(dtype)
+    args = []
+    for name in names:
+        if name not in scalars:
+            raise TypeError(f"step_scalars gave no value for {name!r}, which the update rule reads")
+        value = _number(name, scalars[name])
+        if math.isinf(value):
+            if name not in off_when_infinite:
+                raise ValueError(f"{name} must be finite, got {value!r}")
+            args.append(dtype.type(value))
+            continue
+        with np.errstate(over="ignore", under="ignore"):
+            cast = dtype.type(value)
+        if not np.isfinite(cast):
+            raise ValueError(f"{name}={value!r} overflows {dtype} (largest {float(info.max):.4g}), the dtype "
+                             "this weight's update computes in; use a smaller value or a wider dtype")
+        if cast == 0 and value != 0:
+            raise ValueError(f"{name}={value!r} rounds to 0 in {dtype} (smallest {float(info.smallest_subnormal):.4g}), "
+                             "the dtype this weight's update computes in; use 0 or a larger value")
+        args.append(cast)
+    return tuple(args)

@@ -6,6 +6,9 @@ count) to a learning rate. MXNet's ``PolyScheduler`` and
 return for every ``num_update`` the value MXNet 1.9.1 returns when it is
 called in order (checked against MXNet's own trajectories in the tests).
 
+Every schedule takes the same time for every ``num_update`` (a closed form,
+no loop over past updates); ``num_update`` is an integer in ``[0, 2**63 − 1]``.
+
 Warm-up (all MXNet schedules): for ``num_update < warmup_steps`` the rate
 rises linearly from ``warmup_begin_lr`` to ``base_lr``
 (``warmup_mode='linear'``) or stays at ``warmup_begin_lr`` (``'constant'``).
@@ -14,6 +17,7 @@ rises linearly from ``warmup_begin_lr`` to ``base_lr``
 """
 from __future__ import annotations
 
+import bisect
 import math
 
 from . import _checks
@@ -52,7 +56,12 @@ class LRScheduler:
 class FactorScheduler(LRScheduler):
     """Multiply the rate by ``factor`` every ``step`` updates, never below ``stop_factor_lr``.
 
-    As in MXNet, the first drop happens at ``num_update = step + 1``.
+    ``η(n) = max(base_lr·factor^k, stop_factor_lr)`` with ``k = ⌊(n − 1)/step⌋``:
+    as in MXNet, the first drop happens at ``num_update = step + 1``. MXNet
+    multiplies ``k`` times in a loop; the power agrees with its product to
+    a few float64 roundings (rtol 1e-12 in the tests). ``stop_factor_lr``
+    above ``base_lr`` is an error (MXNet would raise the rate to it at the
+    first drop).
     """
 
     def __init__(self, step, factor=1.0, stop_factor_lr=1e-8, base_lr=0.01,
@@ -63,34 +72,40 @@ class FactorScheduler(LRScheduler):
         if self.factor > 1.0:
             raise ValueError(f"factor must be <= 1 to make the rate decrease, got {factor}")
         self.stop_factor_lr = _checks.at_least(0.0)("stop_factor_lr", stop_factor_lr)
+        if self.stop_factor_lr > self.base_lr:
+            raise ValueError(f"stop_factor_lr ({stop_factor_lr}) must not exceed base_lr ({base_lr}): "
+                             "the rate would jump up to it at the first drop")
 
     def after_warmup(self, num_update):
-        lr = self.base_lr
-        for _ in range(max(0, (num_update - 1) // self.step)):
-            lr = max(lr * self.factor, self.stop_factor_lr)
-        return lr
+        k = max(0, (num_update - 1) // self.step)
+        return max(self.base_lr * self.factor ** k, self.stop_factor_lr)
 
 
 class MultiFactorScheduler(LRScheduler):
-    """Multiply the rate by ``factor`` once ``num_update`` passes each of the ``step`` milestones."""
+    """Multiply the rate by ``factor`` once ``num_update`` passes each of the ``step`` milestones.
+
+    ``η(n) = base_lr·factor^k`` with ``k`` the number of milestones ``s < n``
+    (found by bisection).
+    """
 
     def __init__(self, step, factor=1.0, base_lr=0.01, warmup_steps=0, warmup_begin_lr=0.0,
                  warmup_mode="linear"):
         super().__init__(base_lr, warmup_steps, warmup_begin_lr, warmup_mode)
-        steps = [_checks.integer(1)("step", s) for s in step]
+        expected = "step must be a list of strictly increasing integers >= 1"
+        if not isinstance(step, (list, tuple)):
+            raise TypeError(f"{expected}, got {type(step).__name__} {step!r}")
+        if not step:
+            raise ValueError(f"{expected}, got an empty list")
+        steps = [_checks.integer(1)(f"step[{i}]", s) for i, s in enumerate(step)]
         if any(b <= a for a, b in zip(steps, steps[1:])):
-            raise ValueError(f"step must be strictly increasing, got {list(step)}")
+            raise ValueError(f"{expected}, got {list(step)}")
         self.step = steps
         self.factor = _checks.at_least(0.0)("factor", factor)
         if self.factor > 1.0:
             raise ValueError(f"factor must be <= 1, got {factor}")
 
     def after_warmup(self, num_update):
-        lr = self.base_lr
-        for milestone in self.step:
-            if num_update > milestone:
-                lr *= self.factor
-        return lr
+        return self.base_lr * self.factor ** bisect.bisect_left(self.step, num_update)
 
 
 class _Annealing(LRScheduler):
