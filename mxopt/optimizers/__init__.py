@@ -6,8 +6,11 @@ where the algorithms are. Every class here is registered under MXNet's name
 and re-exported as ``mxopt.<Class>``.
 """
 from . import adam, nag, sgd
+from .adadelta import AdaDelta
+from .adagrad import AdaGrad
 from .adam import Adam
 from .nag import NAG
+from .rmsprop import RMSProp
 from .sgd import SGD
 
 __all__ = ["Adam", "NAG", "SGD", "adam", "nag", "sgd"]
