@@ -9,6 +9,8 @@ from . import adam, nag, sgd
 from .adadelta import AdaDelta
 from .adagrad import AdaGrad
 from .adam import Adam
+from .adamax import Adamax
+from .amsgrad import AMSGrad
 from .nag import NAG
 from .rmsprop import RMSProp
 from .sgd import SGD
