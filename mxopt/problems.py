@@ -101,11 +101,13 @@ class Function2D:
 class Quadratic(Function2D):
     r"""Ill-conditioned convex quadratic :math:`f(x, y) = \tfrac12 (a x^2 + b y^2)`.
 
-    The Hessian is :math:`\operatorname{diag}(a, b)`, so the condition number is
-    :math:`\kappa = b / a` and the unique minimiser is the origin.  Gradient
-    descent with step :math:`\eta` multiplies the two coordinates by
-    :math:`1 - \eta a` and :math:`1 - \eta b` each step: it converges iff
-    :math:`\eta < 2 / b`, and with :math:`\eta` close to that bound the
+    The Hessian is :math:`\operatorname{diag}(a, b)`: the parameters are the two
+    curvatures, :math:`h_{\min} = a` and :math:`h_{\max} = b = L` (for
+    ``a <= b``), so the condition number is :math:`\kappa = b / a` and the
+    unique minimiser is the origin.  Gradient descent with step :math:`\eta`
+    multiplies the two coordinates by :math:`1 - \eta a` and :math:`1 - \eta b`
+    each step: it converges from every start iff :math:`\eta < 2 / b` (above
+    that, only from starts on the ``x`` axis), and with :math:`\eta` close to that bound the
     steep coordinate ``y`` flips sign every step (the zig-zag) while the flat
     coordinate ``x`` creeps along.  The slow rate, governed by
     :math:`\kappa`, is what momentum is meant to fix.
@@ -303,19 +305,21 @@ class LinearRegression:
     appended, so a prediction is :math:`A w` and the loss is
 
     .. math::
-        L(w) = \frac{1}{2n} \lVert A w - y \rVert^2
-             = \frac{1}{n} \sum_{i=1}^n \tfrac12 (a_i^\top w - y_i)^2,
+        f(w) = \frac{1}{2N} \lVert A w - y \rVert^2
+             = \frac{1}{N} \sum_{i=1}^N \tfrac12 (a_i^\top w - y_i)^2,
 
-    half the mean squared error.  Its gradient over a set :math:`B` of rows
-    (all rows by default) is the average of the per-sample gradients,
+    half the mean squared error over the :math:`N` samples.  Its gradient over
+    a set :math:`\mathcal B` of rows (all rows by default) is the average of
+    the per-sample gradients,
 
     .. math::
-        \nabla L_B(w) = \frac{1}{|B|} A_B^\top (A_B w - y_B),
+        \nabla f_{\mathcal B}(w) = \frac{1}{|\mathcal B|} A_{\mathcal B}^\top (A_{\mathcal B} w - y_{\mathcal B}),
 
-    which is an unbiased estimate of :math:`\nabla L(w)` when :math:`B` is a
-    uniformly shuffled mini-batch.  Since :math:`L` is a quadratic with Hessian
-    :math:`H = A^\top A / n`, gradient descent converges for learning rates
-    below :math:`2 / \lambda_{\max}(H)`.
+    which is an unbiased estimate of :math:`\nabla f(w)` when :math:`\mathcal B`
+    is a uniformly drawn mini-batch.  Since :math:`f` is a quadratic with
+    Hessian :math:`H = A^\top A / N`, gradient descent converges for learning
+    rates below :math:`2 / L` with :math:`L = h_{\max}`, the largest
+    eigenvalue of :math:`H`.
 
     With one feature the parameters are ``(slope, bias)``, and the object also
     follows the 2-D problem protocol (``f``, ``bounds``, ``minimum`` ...), so
@@ -375,15 +379,27 @@ class LinearRegression:
         """The least-squares minimiser of :meth:`loss`, from :func:`numpy.linalg.lstsq`."""
         return np.linalg.lstsq(self.A, self.y, rcond=None)[0]
 
-    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    def batches(self, batch_size: int, rng: np.random.Generator, *, replacement: bool = False) -> Iterator[np.ndarray]:
         """Yield the row indices of one epoch of mini-batches.
 
-        The rows are shuffled with ``rng`` and cut into consecutive batches of
+        By default (``replacement=False``, *random reshuffling*) the rows are
+        shuffled with ``rng`` and cut into consecutive batches of
         ``batch_size``; the last one is smaller when ``batch_size`` does not
         divide ``n_samples``.  Every sample appears exactly once per epoch.
+
+        With ``replacement=True`` the epoch has the same number of batches of
+        the same sizes, but every index is drawn independently and uniformly
+        from all rows (sampling with replacement), so consecutive batches are
+        independent and a sample may appear several times in an epoch, or not
+        at all.  This is the sampling that the classical analyses of SGD
+        assume (Bottou, Curtis and Nocedal 2018, §4).
         """
         if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if replacement:
+            for begin in range(0, self.n_samples, batch_size):
+                yield rng.integers(0, self.n_samples, size=min(batch_size, self.n_samples - begin))
+            return
         order = rng.permutation(self.n_samples)
         for begin in range(0, self.n_samples, batch_size):
             yield order[begin : begin + batch_size]
@@ -391,6 +407,81 @@ class LinearRegression:
     def n_batches(self, batch_size: int) -> int:
         """Number of mini-batches (optimizer steps) per epoch."""
         return -(-self.n_samples // batch_size)
+
+    def gradient_noise_covariance(self, w=None) -> np.ndarray:
+        r"""Covariance :math:`\Sigma(w)` of the :math:`N` per-sample gradients at ``w`` (the solution by default).
+
+        .. math::
+            \Sigma(w) = \frac1N \sum_{i=1}^N \bigl(\nabla \ell_i(w) - \nabla f(w)\bigr)
+                                            \bigl(\nabla \ell_i(w) - \nabla f(w)\bigr)^\top,
+            \qquad \nabla \ell_i(w) = a_i (a_i^\top w - y_i).
+
+        A batch of :math:`B` samples drawn with replacement has gradient
+        covariance :math:`\Sigma / B`.
+        """
+        w = self.solution() if w is None else np.asarray(w, dtype=np.float64)
+        per_sample = self.A * (self.A @ w - self.y)[:, None]
+        centred = per_sample - per_sample.mean(axis=0)
+        return centred.T @ centred / self.n_samples
+
+    def sgd_stationary_covariance(self, lr: float, batch_size: int = 1) -> np.ndarray:
+        r"""Exact stationary covariance of :math:`w_t - w^\star` for SGD sampling with replacement.
+
+        Plain SGD, :math:`w_{t+1} = w_t - \eta\, \nabla f_{\mathcal B_t}(w_t)`, at a
+        constant learning rate ``lr`` :math:`= \eta`, each batch made of
+        ``batch_size`` :math:`= B` indices drawn independently and uniformly
+        (``replacement=True`` in the drivers).  With :math:`e_t = w_t - w^\star`
+        and :math:`\hat H_t = A_{\mathcal B_t}^\top A_{\mathcal B_t} / B`, the error
+        obeys :math:`e_{t+1} = (I - \eta \hat H_t)\, e_t + \eta\, \xi_t` with
+        :math:`\xi_t` the batch mean of :math:`a_i r_i`, :math:`r_i = y_i - a_i^\top w^\star`.
+        Because the batch is independent of :math:`e_t` and :math:`\mathbb E[e_t] \to 0`,
+        the covariance :math:`C_t = \mathbb E[e_t e_t^\top]` obeys the linear recursion
+
+        .. math::
+            C_{t+1} = \mathbb E\bigl[(I - \eta \hat H)\, C_t\, (I - \eta \hat H)\bigr]
+                      + \frac{\eta^2}{B}\, \Sigma(w^\star),
+
+        whose fixed point this method returns (solved exactly, in vectorised
+        form).  To first order in :math:`\eta` it is the solution of the
+        Lyapunov equation :math:`H C + C H = \frac{\eta}{B} \Sigma(w^\star)`, so the
+        mean squared distance is
+        :math:`\operatorname{tr} C = \frac{\eta}{2B} \operatorname{tr}(H^{-1} \Sigma(w^\star)) + O(\eta^2)`:
+        proportional to :math:`\eta` for small :math:`\eta`.
+
+        Raises ValueError if ``lr`` is not positive or the recursion has no
+        stationary state (the second moment grows without bound).
+
+        Example::
+
+            >>> reg = make_regression(n_samples=200, seed=0)
+            >>> C = reg.sgd_stationary_covariance(1e-4)
+            >>> H = reg.A.T @ reg.A / reg.n_samples
+            >>> small_lr = 0.5e-4 * np.trace(np.linalg.solve(H, reg.gradient_noise_covariance()))
+            >>> bool(abs(np.trace(C) / small_lr - 1) < 1e-3)
+            True
+
+        Reference: L. Bottou, F. E. Curtis and J. Nocedal, "Optimization Methods
+        for Large-Scale Machine Learning", *SIAM Review* 60(2), 2018, §4;
+        S. Mandt, M. D. Hoffman and D. M. Blei, "Stochastic Gradient Descent as
+        Approximate Bayesian Inference", *JMLR* 18(134), 2017 (the Lyapunov equation).
+        """
+        lr = float(lr)
+        if not (np.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive finite number, got {lr}")
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        d = self.n_params
+        eye = np.eye(d)
+        H = self.A.T @ self.A / self.n_samples
+        outer = np.einsum("ni,nj->nij", self.A, self.A).reshape(self.n_samples, d * d)
+        E_HxH = (1.0 / batch_size) * (outer.T @ outer / self.n_samples) + (1.0 - 1.0 / batch_size) * np.kron(H, H)
+        # vec((I - lr*Ĥ) C (I - lr*Ĥ)) = ((I - lr*Ĥ) ⊗ (I - lr*Ĥ)) vec(C), averaged over the batch
+        T = np.kron(eye, eye) - lr * (np.kron(eye, H) + np.kron(H, eye)) + lr**2 * E_HxH
+        if np.max(np.abs(np.linalg.eigvals(T))) >= 1.0:
+            raise ValueError(f"lr={lr} with batch_size={batch_size}: SGD's second moment has no stationary state")
+        noise = (lr**2 / batch_size) * self.gradient_noise_covariance().reshape(d * d)
+        C = np.linalg.solve(np.eye(d * d) - T, noise).reshape(d, d)
+        return 0.5 * (C + C.T)
 
     # -- the 2-D problem protocol (meaningful with one feature) --------------
 
@@ -575,7 +666,7 @@ def run_optimizer(
 
 
 def _minibatch_descent(
-    opt_or_step, problem: LinearRegression, epochs, batch_size, seed, start, dtype, limit, copy_optimizer
+    opt_or_step, problem: LinearRegression, epochs, batch_size, seed, start, dtype, limit, copy_optimizer, replacement
 ) -> tuple[np.ndarray, int]:
     """Mini-batch training loop shared by :func:`train_regression` and :func:`regression_trajectory`.
 
@@ -593,7 +684,7 @@ def _minibatch_descent(
     k = 0
     with np.errstate(all="ignore"):
         for _ in range(epochs):
-            for idx in problem.batches(batch_size, rng):
+            for idx in problem.batches(batch_size, rng, replacement=replacement):
                 finite = _advance(step, w, problem.grad(w, idx).astype(w.dtype, copy=False))
                 if finite:
                     k += 1
@@ -615,6 +706,7 @@ def train_regression(
     dtype=np.float64,
     limit: float = DIVERGENCE_LIMIT,
     copy_optimizer: bool = True,
+    replacement: bool = False,
 ) -> np.ndarray:
     """Train on ``problem`` with mini-batches and return the per-step loss history.
 
@@ -623,7 +715,10 @@ def train_regression(
     ``step(w, g) -> None`` (as in :func:`trajectory`).  Each epoch visits the
     samples in a fresh order drawn from ``numpy.random.default_rng(seed)``, in
     batches of ``batch_size`` (``None`` means the full batch, i.e. gradient
-    descent).  The gradient passed to the optimizer is the batch *mean*.
+    descent).  With ``replacement=True`` every batch is drawn independently,
+    with replacement, instead (see :meth:`LinearRegression.batches`); an epoch
+    is then ``problem.n_batches(batch_size)`` such batches.  The gradient
+    passed to the optimizer is the batch *mean*.
 
     Returns
     -------
@@ -636,7 +731,7 @@ def train_regression(
         get epochs.
     """
     path, done = _minibatch_descent(
-        opt_or_step, problem, epochs, batch_size, seed, start, dtype, limit, copy_optimizer
+        opt_or_step, problem, epochs, batch_size, seed, start, dtype, limit, copy_optimizer, replacement
     )
     losses = np.full(len(path), np.nan)
     with np.errstate(over="ignore"):
@@ -655,6 +750,7 @@ def regression_trajectory(
     dtype=np.float64,
     limit: float = DIVERGENCE_LIMIT,
     copy_optimizer: bool = True,
+    replacement: bool = False,
 ) -> np.ndarray:
     """Same run as :func:`train_regression` (same arguments, same batches), returning the weights instead.
 
@@ -665,5 +761,5 @@ def regression_trajectory(
     surface.
     """
     return _minibatch_descent(
-        opt_or_step, problem, epochs, batch_size, seed, start, dtype, limit, copy_optimizer
+        opt_or_step, problem, epochs, batch_size, seed, start, dtype, limit, copy_optimizer, replacement
     )[0]

@@ -370,3 +370,103 @@ def test_diverging_training_ends_in_nan_without_warnings():
     assert np.all(done[: done.sum()])  # finite prefix, NaN tail
     weights = regression_trajectory(gradient_descent(5.0), r, epochs=20, batch_size=None)
     assert np.all(np.isfinite(weights)) and np.abs(weights[-1]).max() > DIVERGENCE_LIMIT
+
+
+# --- sampling with replacement and SGD's noise floor -------------------------
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 200, 500])
+def test_batches_with_replacement_have_the_epoch_shape_and_are_independent_draws(regression, batch_size):
+    rng = np.random.default_rng(0)
+    batches = list(regression.batches(batch_size, rng, replacement=True))
+    reshuffled = list(regression.batches(batch_size, np.random.default_rng(0)))
+    assert [len(b) for b in batches] == [len(b) for b in reshuffled]
+    assert all(b.dtype.kind == "i" and b.min() >= 0 and b.max() < regression.n_samples for b in batches)
+    again = list(regression.batches(batch_size, np.random.default_rng(0), replacement=True))
+    for b, c in zip(batches, again):
+        np.testing.assert_array_equal(b, c)
+
+
+def test_sampling_with_replacement_repeats_samples_and_is_uniform(regression):
+    rng = np.random.default_rng(1)
+    draws = np.concatenate([np.concatenate(list(regression.batches(1, rng, replacement=True))) for _ in range(50)])
+    assert draws.size == 50 * regression.n_samples
+    # one epoch of 200 draws with replacement misses about 200 (1 - 1/200)^200 = 73 samples
+    first_epoch = draws[: regression.n_samples]
+    missed = regression.n_samples - np.unique(first_epoch).size
+    assert 50 < missed < 100
+    counts = np.bincount(draws, minlength=regression.n_samples)
+    # 10 000 uniform draws over 200 samples: each count is Binomial(10 000, 1/200), mean 50, sd 7
+    assert counts.min() > 15 and counts.max() < 90 and counts.sum() == draws.size
+
+
+def test_drivers_sample_with_replacement_on_request():
+    r = make_regression(n_samples=50, seed=7)
+    lr = 0.05
+    path = regression_trajectory(gradient_descent(lr), r, epochs=2, batch_size=4, seed=3, replacement=True)
+    # the same run by hand: every batch drawn independently with replacement from default_rng(seed)
+    rng = np.random.default_rng(3)
+    w = r.start.copy()
+    expected = [w.copy()]
+    for _ in range(2):
+        for size in [4] * 12 + [2]:
+            w -= lr * r.grad(w, rng.integers(0, r.n_samples, size=size))
+            expected.append(w.copy())
+    np.testing.assert_array_equal(path, expected)
+    losses = train_regression(gradient_descent(lr), r, epochs=2, batch_size=4, seed=3, replacement=True)
+    np.testing.assert_array_equal(losses, [r.loss(w) for w in path])
+    reshuffled = regression_trajectory(gradient_descent(lr), r, epochs=2, batch_size=4, seed=3)
+    assert reshuffled.shape == path.shape and not np.array_equal(reshuffled, path)
+
+
+def test_gradient_noise_covariance_is_the_per_sample_covariance(regression):
+    r = regression
+    w = np.array([0.3, -1.0, 2.0, 0.5])
+    per_sample = np.array([r.grad(w, [i]) for i in range(r.n_samples)])
+    np.testing.assert_allclose(r.gradient_noise_covariance(w), np.cov(per_sample.T, bias=True), rtol=1e-10, atol=1e-14)
+    per_sample = np.array([r.grad(r.solution(), [i]) for i in range(r.n_samples)])
+    np.testing.assert_allclose(r.gradient_noise_covariance(), np.cov(per_sample.T, bias=True), rtol=1e-8, atol=1e-14)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_stationary_covariance_is_the_fixed_point_and_tends_to_the_lyapunov_solution(regression, batch_size):
+    r = regression
+    H = r.A.T @ r.A / r.n_samples
+    Sigma = r.gradient_noise_covariance()
+    lr = 0.05
+    C = r.sgd_stationary_covariance(lr, batch_size)
+    assert np.all(np.linalg.eigvalsh(C) > 0)
+    # the fixed point of C -> E[(I - lr Ĥ) C (I - lr Ĥ)] + lr^2 Sigma / B, with E over B rows drawn with replacement
+    M = np.mean([np.outer(a, a) @ C @ np.outer(a, a) for a in r.A], axis=0)
+    E_HCH = M / batch_size + (1 - 1 / batch_size) * H @ C @ H
+    one_step = C - lr * (H @ C + C @ H) + lr**2 * E_HCH + lr**2 / batch_size * Sigma
+    np.testing.assert_allclose(one_step, C, rtol=1e-9, atol=1e-15)
+    # small learning rates: H C + C H = (lr / B) Sigma, so tr C = lr / (2B) tr(H^-1 Sigma), proportional to lr
+    for small in (1e-3, 1e-5):
+        C_small = r.sgd_stationary_covariance(small, batch_size)
+        lyapunov = small / (2 * batch_size) * np.trace(np.linalg.solve(H, Sigma))
+        assert abs(np.trace(C_small) / lyapunov - 1) < 30 * small
+        np.testing.assert_allclose(H @ C_small + C_small @ H, small / batch_size * Sigma, rtol=60 * small, atol=1e-18)
+
+
+def test_stationary_covariance_matches_a_long_sgd_run_with_replacement():
+    r = make_regression(n_samples=100, seed=8)
+    lr = 0.1
+    path = regression_trajectory(gradient_descent(lr), r, epochs=400, batch_size=1, seed=0, start=r.solution(),
+                                 replacement=True)
+    e = path[1000:] - r.solution()
+    measured = e.T @ e / len(e)
+    predicted = r.sgd_stationary_covariance(lr)
+    # 39 000 correlated steps (correlation time about 1 / (2 lr h_min), 5 steps): a few per cent
+    assert abs(np.trace(measured) / np.trace(predicted) - 1) < 0.06
+
+
+def test_stationary_covariance_rejects_bad_arguments(regression):
+    for lr in (0.0, -0.1, np.nan, np.inf):
+        with pytest.raises(ValueError, match="lr"):
+            regression.sgd_stationary_covariance(lr)
+    for B in (0, 1.5):
+        with pytest.raises(ValueError, match="batch_size"):
+            regression.sgd_stationary_covariance(0.1, B)
+    with pytest.raises(ValueError, match="stationary"):
+        regression.sgd_stationary_covariance(3.0)        # beyond 2/L: the mean itself diverges
