@@ -21,11 +21,11 @@ demo: venv
 run: serve
 
 # The guide: notebooks executed afresh at every build (mkdocs-jupyter's cache is
-# off), MathJax fetched from the npm registry into docs/vendor (git-ignored).
+# off); MathJax is copied into the site from the pip package of the docs extra
+# (tools/mathjax_files.py), so the build downloads nothing.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs
 
 site: venv
-	$(PY) tools/fetch_math.py
 	rm -rf .cache/mkdocs-jupyter
 	$(MKDOCS) build --strict --clean
 

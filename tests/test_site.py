@@ -29,7 +29,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.error import HTTPError
+from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 from urllib.request import urlopen
 
 import pytest
@@ -48,7 +49,7 @@ CHROMIUM_FLAGS = [
     "--disable-quic",
 ]
 # Inputs of the site: a prebuilt site older than any of them is stale.
-SOURCES = ["mkdocs.yml", "docs", "notebooks", "mxopt", "tools/mkdocs_hooks.py"]
+SOURCES = ["mkdocs.yml", "docs", "notebooks", "mxopt", "tools/mkdocs_hooks.py", "tools/mathjax_files.py"]
 NOT_SOURCES = {"vendor", "__pycache__", ".ipynb_checkpoints"}
 
 # What the site's MathJax typesets (docs/javascripts/mathjax-config.js).
@@ -237,29 +238,36 @@ def _outside(url: str) -> bool:
 
 
 # URLs that third-party scripts carry but never request in this site, checked
-# by the browser test below, which blocks and reports every outside request.
-DORMANT_SCRIPT_URLS = {
+# by the browser test below, which blocks and reports every outside request:
+# (folder of the site holding the script, the URL's pattern).  The patterns
+# name the package a CDN would serve, not the CDN.
+DORMANT_SCRIPT_URLS = [
     # mkdocs-material: Mermaid, only for ```mermaid fences (not configured here)
-    "https://unpkg.com/mermaid@",
-    # mkdocs-material: polyfill for browsers without ResizeObserver
-    "https://unpkg.com/resize-observer-polyfill",
+    ("assets/javascripts/", re.compile(r"^https://[^/]+/mermaid@")),
     # mkdocs-material: repository facts, only with repo_url (not configured)
-    "https://api.github.com/",
+    ("assets/javascripts/", re.compile(r"^https://api\.github\.com/")),
     # MathJax's speech-rule engine: fallbacks for Node and Internet Explorer
-    "https://cdn.jsdelivr.net/npm/speech-rule-engine@",
-    "https://cdn.jsdelivr.net/npm/sre-mathmaps-ie@",
-    "https://cdn.jsdelivr.net/npm/wicked-good-xpath@",
-}
+    ("vendor/mathjax/", re.compile(r"^https://[^/]+/npm/(?:speech-rule-engine|sre-mathmaps-ie|wicked-good-xpath)@")),
+]
 # Web pages (source links in licence and code comments), never scripts.
 _DOCUMENTATION_LINKS = ("https://github.com/", "http://github.com/")
 _JS_URL = re.compile(r"""https?://[^\s"'`()<>\\]+""")
+# What a script could load: a file type a browser fetches, a package by its
+# version (a CDN's /name@version/ path), a CDN's library path, or a host that
+# serves only fonts, styles and scripts.
 _LOADABLE = re.compile(
     r"(?i)\.(?:m?js|css|woff2?|ttf|otf|eot|png|jpe?g|gif|svg|webp|json|wasm)(?:[?#]|$)"
-    r"|^https?://(?:unpkg\.com|cdn\.jsdelivr\.net|cdnjs\.cloudflare\.com|fonts\.googleapis\.com"
-    r"|fonts\.gstatic\.com|maxcdn\.bootstrapcdn\.com|stackpath\.bootstrapcdn\.com"
-    r"|code\.jquery\.com|ajax\.googleapis\.com|polyfill\.io|cdn\.plot\.ly|use\.fontawesome\.com"
-    r"|kit\.fontawesome\.com|raw\.githubusercontent\.com|api\.github\.com)/"
+    r"|^https?://[^/?#]+/(?:[^/?#]+/)*@?[\w.-]+@"
+    r"|^https?://[^/?#]+/ajax/libs/"
+    r"|^https?://(?:fonts\.googleapis\.com|fonts\.gstatic\.com|maxcdn\.bootstrapcdn\.com"
+    r"|stackpath\.bootstrapcdn\.com|code\.jquery\.com|ajax\.googleapis\.com|polyfill\.io"
+    r"|cdn\.plot\.ly|use\.fontawesome\.com|kit\.fontawesome\.com|raw\.githubusercontent\.com"
+    r"|api\.github\.com)/"
 )
+
+
+def _dormant(rel: str, url: str) -> bool:
+    return any(rel.startswith(where) and pattern.match(url) for where, pattern in DORMANT_SCRIPT_URLS)
 
 
 @pytest.mark.browser
@@ -289,11 +297,7 @@ def test_no_resource_from_outside_hosts(site):
                     problems.append(f"{rel}: url() {url}")
         elif path.suffix in (".js", ".mjs"):
             for url in set(_JS_URL.findall(path.read_text(encoding="utf-8", errors="replace"))):
-                if (
-                    _LOADABLE.search(url)
-                    and not url.startswith(_DOCUMENTATION_LINKS)
-                    and not url.startswith(tuple(DORMANT_SCRIPT_URLS))
-                ):
+                if _LOADABLE.search(url) and not url.startswith(_DOCUMENTATION_LINKS) and not _dormant(rel, url):
                     problems.append(f"{rel}: script refers to {url}")
     assert not problems, "the site loads from outside hosts:\n" + "\n".join(problems)
 
@@ -372,6 +376,79 @@ def test_home_page_examples_run(capsys):
     # plain SGD on the first step: w - lr * grad / batch_size
     np.testing.assert_allclose(namespace["w1"], 0.9, rtol=1e-6)
     np.testing.assert_allclose(namespace["b1"], 0.1, rtol=1e-6)
+
+
+def test_notation_page_follows_home():
+    assert NAV[:2] == [("Home", "index.md"), ("Notation", "notation.md")], NAV[:3]
+    assert (ROOT / "docs" / "notation.md").is_file()
+
+
+def test_mathjax_comes_from_the_pinned_package():
+    """The site's MathJax: the pinned wheel's release, its es5 build, fonts and licence."""
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed")
+    import mathjax_files
+
+    root = mathjax_files.source_dir()
+    assert json.loads((root / "package.json").read_text())["version"] == mathjax_files.MATHJAX
+    files = mathjax_files.site_files(root)
+    dest = mathjax_files.DEST
+    assert files[f"{dest}/{mathjax_files.ENTRY}"] == root / "es5" / mathjax_files.ENTRY
+    assert f"{dest}/LICENSE" in files
+    assert f"{dest}/input/tex/extensions/ams.js" in files  # loaded on demand
+    assert sum("/output/chtml/fonts/woff-v2/" in k for k in files) > 10
+    assert not any(k.startswith(f"{dest}/adaptors/") for k in files)  # Node only
+    assert all(path.is_file() for path in files.values())
+
+
+def _site_files(tmp_path: Path, names: list[str]):
+    """mkdocs Files for a repository laid out as ours: docs/, and docs/notebooks
+    a symbolic link to ../notebooks, with notebooks as mkdocs-jupyter's pages."""
+    from mkdocs.structure.files import File, Files
+    from mkdocs_jupyter.plugin import NotebookFile
+
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "docs" / "notebooks").symlink_to(Path("..") / "notebooks")
+    files = []
+    for name in names:
+        path = tmp_path / "docs" / name
+        path.write_text("x")
+        f = File(name, str(tmp_path / "docs"), str(tmp_path / "site"), use_directory_urls=True)
+        if name.endswith(".ipynb"):
+            f = NotebookFile(f, use_directory_urls=True, site_dir=str(tmp_path / "site"))
+        files.append(f)
+    return Files(files)
+
+
+def test_notebook_links_point_at_the_site(tmp_path, caplog):
+    """Links written for Jupyter from notebooks/ (to ../docs/X.md and to other
+    notebooks) become relative URLs of the site's pages; others are reported."""
+    pytest.importorskip("mkdocs_jupyter", reason="the docs extra is not installed")
+    import mkdocs_hooks
+
+    files = _site_files(
+        tmp_path,
+        ["index.md", "notation.md", "notebooks/01_a.ipynb", "notebooks/03_momentum.ipynb", "notebooks/fig.png"],
+    )
+    page = type("Page", (), {"file": files.get_file_from_path("notebooks/01_a.ipynb"), "url": "notebooks/01_a/"})()
+    html = (
+        '<a href="../docs/notation.md">N</a> <a href="../docs/notation.md#counting">C</a> '
+        '<a href="../docs/index.md">H</a> <a href="03_momentum.ipynb#The-MXNet-form">M</a> '
+        '<a class="x" href="fig.png">F</a> <a href="#Top">T</a> <a href="https://arxiv.org/abs/1412.6980">P</a> '
+        '<a href="../mxopt/optimizer.py">S</a>'
+    )
+    by_path = mkdocs_hooks._files_by_path(files)
+    with caplog.at_level("WARNING", logger="mkdocs.hooks.mxopt"):
+        out = mkdocs_hooks._RELATIVE_LINK.sub(lambda m: mkdocs_hooks._relative_link(m, page, by_path), html)
+    assert out == (
+        '<a href="../../notation/">N</a> <a href="../../notation/#counting">C</a> '
+        '<a href="../../">H</a> <a href="../03_momentum/#the-mxnet-form">M</a> '
+        '<a class="x" href="../fig.png">F</a> <a href="#Top">T</a> <a href="https://arxiv.org/abs/1412.6980">P</a> '
+        '<a href="../mxopt/optimizer.py">S</a>'
+    )
+    assert [r.getMessage() for r in caplog.records] == [
+        "notebooks/01_a.ipynb links to ../mxopt/optimizer.py, which is not a page or file of the guide's site"
+    ]
 
 
 # --------------------------------------------------------------------------- #
@@ -480,6 +557,47 @@ def _expected_math(site: Path, url: str) -> int:
     return max(arithmatex, int(raw))
 
 
+class LinkCheck:
+    """Whether the links of a page, as the browser resolved them, lead somewhere.
+
+    Every link to the site's own origin is requested from the server once:
+    it must answer 200, and a #fragment must name an element (id or name) of
+    the HTML it serves.  Links to other hosts are not followed.
+    """
+
+    _ANCHOR = re.compile(r"""\b(?:id|name)\s*=\s*["']([^"']+)["']""")
+
+    def __init__(self, server: str):
+        self.origin = urlsplit(server).netloc
+        self.served: dict[str, tuple[int, set[str]]] = {}
+
+    def _get(self, url: str) -> tuple[int, set[str]]:
+        if url not in self.served:
+            try:
+                with urlopen(url, timeout=30) as response:
+                    status, body = response.status, response.read()
+                    html = "html" in response.headers.get("Content-Type", "")
+            except HTTPError as err:
+                status, body, html = err.code, b"", False
+            ids = set(self._ANCHOR.findall(body.decode("utf-8", "replace"))) if html else set()
+            self.served[url] = (status, ids)
+        return self.served[url]
+
+    def problems(self, hrefs: list[str]) -> list[str]:
+        found = []
+        for href in sorted(set(hrefs)):
+            parts = urlsplit(href)
+            if parts.scheme not in ("http", "https") or parts.netloc != self.origin:
+                continue
+            url, fragment = urldefrag(href)
+            status, ids = self._get(url)
+            if status != 200:
+                found.append(f"broken link (HTTP {status}): {href}")
+            elif fragment and unquote(fragment) not in ids:
+                found.append(f"link to a missing anchor: {href}")
+        return found
+
+
 def _wait_for(page, js: str, what: str, problems: list[str], timeout: float = 30_000) -> None:
     try:
         page.wait_for_function(js, timeout=timeout)
@@ -493,6 +611,7 @@ def test_every_page_in_chromium(site, server, browser):
     assert len(pages) >= len(NAV)
     shots = os.environ.get("MXOPT_SITE_SCREENSHOTS")
     report = {}
+    links = LinkCheck(server)
     context = browser.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
     try:
         for url in pages:
@@ -527,6 +646,8 @@ def test_every_page_in_chromium(site, server, browser):
                     problems.append(f"image did not load: {image['src']!r}")
             if url.startswith("notebooks/") and not state["images"]:
                 problems.append("a notebook page without a single figure: were its plots rendered?")
+            # every link on the page as the reader gets it, navigation included
+            problems += links.problems(page.evaluate("() => Array.from(document.links, a => a.href)"))
             if shots:
                 Path(shots).mkdir(parents=True, exist_ok=True)
                 name = (url.strip("/").replace("/", "_") or "index").removesuffix(".html")

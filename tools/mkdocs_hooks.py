@@ -3,26 +3,35 @@
 They keep the site self-contained and its notebook pages fresh and correct.
 
 ``on_config``
-    makes sure MathJax has been fetched into docs/vendor/mathjax (see
-    tools/fetch_math.py); refuses to build with mkdocs-jupyter's cache
+    makes sure the pinned MathJax package is installed (see
+    tools/mathjax_files.py); refuses to build with mkdocs-jupyter's cache
     switched on (its cache key is the notebook file alone, so a change in the
     imported ``mxopt`` package would silently reuse old outputs); lets the
     notebooks' kernels draw their figures inline even if the calling shell set
     ``MPLBACKEND``; and gives those kernels CurveZMQ keys, which silences
     ipykernel's "running over TCP without encryption" warning.
 
+``on_files``
+    adds MathJax, from the installed package, to the files of the site
+    (served under ``vendor/mathjax/``): the build copies it, nothing is
+    downloaded and nothing is written into docs/.
+
 ``on_page_content``, on notebook pages
     * removes the parts of nbconvert's HTML that would load code from other
       hosts: its MathJax 2 loader (the site loads its own MathJax 3 on every
-      page), its Mermaid loader (from cdnjs), and the Font Awesome stylesheet
+      page), its Mermaid loader (from a CDN), and the Font Awesome stylesheet
       that matplotlib's ``to_jshtml()`` animations link to
       (docs/stylesheets/extra.css draws the animation buttons instead);
       anything else that would still load from outside is reported as a
       warning, which fails the ``--strict`` build;
-    * points links between notebooks, written for Jupyter
-      (``[Momentum](03_momentum.ipynb#Some-heading)``), at the pages of those
-      notebooks, and turns Jupyter's heading anchors (``#Some-heading``) into
-      the ids that headings get on the site (``#some-heading``);
+    * points relative links, written for Jupyter and GitHub from the
+      notebooks' folder, at the site: ``[Momentum](03_momentum.ipynb#Some-heading)``
+      at the chapter's page, ``[notation](../docs/notation.md#counting)`` at the
+      notation page; any file of the site is found by where it lies in the
+      repository.  Jupyter's heading anchors in links to notebooks
+      (``#Some-heading``) become the ids that headings get on the site
+      (``#some-heading``).  A relative link to a file that is not part of the
+      site is reported as a warning (it would be a broken link);
     * rebuilds the page's table of contents from the headings actually on it:
       mkdocs-jupyter derives it from a copy of the Markdown with inline code
       removed, so a heading such as "The `mxopt` rule" got a link to an
@@ -33,27 +42,27 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import re
 import sys
 from pathlib import Path
 from urllib.parse import unquote
 
 from mkdocs.exceptions import PluginError
+from mkdocs.structure.files import File
 from mkdocs.structure.toc import get_toc
 from mkdocs.utils import get_relative_url
 
 _TOOLS = str(Path(__file__).resolve().parent)
 if _TOOLS not in sys.path:
     sys.path.insert(0, _TOOLS)
-import fetch_math  # noqa: E402  (tools/fetch_math.py)
+import mathjax_files  # noqa: E402  (tools/mathjax_files.py)
 
 log = logging.getLogger("mkdocs.hooks.mxopt")
 
 # nbconvert's base/mathjax.html.j2: a <script src="{{mathjax_url}}"> (empty
 # here) and a MathJax 2 configuration block.
 _MATHJAX2 = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
-# nbconvert's base/mermaidjs.html.j2: imports Mermaid from cdnjs when a page
+# nbconvert's base/mermaidjs.html.j2: imports Mermaid from a CDN when a page
 # has diagrams.
 _MERMAID = re.compile(
     r'<script type="module">\s*document\.addEventListener\("DOMContentLoaded", async \(\) => \{'
@@ -80,8 +89,9 @@ _OUTSIDE = re.compile(
 _HEADING = re.compile(r'<h([1-6])\b[^>]*?\bid="([^"]+)"[^>]*>(.*?)</h\1\s*>', re.S | re.I)
 _ANCHOR_LINK = re.compile(r'<a\b[^>]*\bclass="anchor-link"[^>]*>.*?</a>', re.S)
 _TAG = re.compile(r"<[^>]*>")
-# A relative link to a notebook: href="03_momentum.ipynb#anchor"
-_NOTEBOOK_LINK = re.compile(r'(<a\b[^>]*?\bhref=")([^":?#]+\.ipynb)(#[^"]*)?"', re.I)
+# A relative link with a path: href="03_momentum.ipynb#anchor", href="../docs/notation.md"
+# (no scheme, no host, not from the root, not a bare #fragment)
+_RELATIVE_LINK = re.compile(r'(<a\b[^>]*?\bhref=")([^":?#/][^":?#]*)(\?[^"#]*)?(#[^"]*)?"', re.I)
 _ID = re.compile(r'\bid="([^"]+)"')
 # A link within the page: href="#Some-heading"
 _FRAGMENT_LINK = re.compile(r'(<a\b[^>]*?\bhref=")#([^"]+)"', re.I)
@@ -89,13 +99,9 @@ _FRAGMENT_LINK = re.compile(r'(<a\b[^>]*?\bhref=")#([^"]+)"', re.I)
 
 def on_config(config):
     try:
-        fetch_math.ensure()
-    except (OSError, SystemExit) as err:
-        raise PluginError(
-            f"MathJax {fetch_math.VERSION} is not in {fetch_math.DEST} and could "
-            f"not be fetched ({err}); run `python tools/fetch_math.py` on a machine "
-            "that reaches the npm registry (or set MXOPT_MATHJAX_TARBALL)"
-        ) from err
+        mathjax_files.source_dir()
+    except mathjax_files.MathJaxMissing as err:
+        raise PluginError(str(err)) from err
 
     jupyter = config.plugins.get("mkdocs-jupyter")
     if jupyter is None:
@@ -162,7 +168,8 @@ def on_page_content(html, page, config, files):
         )
     html = _FONT_AWESOME.sub("", html)
 
-    html = _NOTEBOOK_LINK.sub(lambda m: _notebook_link(m, page, files), html)
+    by_path = _files_by_path(files)
+    html = _RELATIVE_LINK.sub(lambda m: _relative_link(m, page, by_path), html)
     ids = set(_ID.findall(html))
     html = _FRAGMENT_LINK.sub(
         lambda m: m.group(0) if m.group(2) in ids else f'{m.group(1)}#{_heading_id(m.group(2))}"',
@@ -200,18 +207,46 @@ def _toc_tokens(html: str, depth: int) -> list[dict]:
     return tokens
 
 
-def _notebook_link(match, page, files) -> str:
-    """The href of a Jupyter-style link to a notebook, pointed at its page."""
-    start, target, anchor = match.group(1), match.group(2), match.group(3) or ""
-    src_dir = posixpath.dirname(page.file.src_uri)
-    src_uri = posixpath.normpath(posixpath.join(src_dir, target))
-    linked = files.get_file_from_path(src_uri)
-    if linked is None or not linked.is_documentation_page():
-        log.warning("%s links to %s, which is not a page of the guide", page.file.src_uri, target)
+def _files_by_path(files) -> dict[str, File]:
+    """The files of the site by the real path of their source.
+
+    Notebooks are read through the docs/notebooks symbolic link; their real
+    path is where they lie in the repository, where Jupyter resolves links.
+    """
+    return {os.path.realpath(f.abs_src_path): f for f in files if f.abs_src_path}
+
+
+def _relative_link(match, page, by_path: dict[str, File]) -> str:
+    """The href of a relative link in a notebook, pointed at the site's URL.
+
+    The link was written for Jupyter (and GitHub), from the folder where the
+    notebook lies in the repository: ``03_momentum.ipynb#Heading`` or
+    ``../docs/notation.md#counting``.  Whatever file of the site it names gets
+    the URL of that file's page (or of the file), relative to this page.
+    """
+    start, target, query, anchor = (g or "" for g in match.groups())
+    here = os.path.dirname(os.path.realpath(page.file.abs_src_path))
+    linked = by_path.get(os.path.realpath(os.path.join(here, unquote(target))))
+    if linked is None:
+        log.warning(
+            "%s links to %s, which is not a page or file of the guide's site",
+            page.file.src_uri,
+            target,
+        )
         return match.group(0)
-    if anchor:
+    if anchor and linked.src_uri.endswith(".ipynb"):
         anchor = "#" + _heading_id(anchor[1:])
-    return f'{start}{get_relative_url(linked.url, page.url)}{anchor}"'
+    return f'{start}{get_relative_url(linked.url, page.url)}{query}{anchor}"'
+
+
+def on_files(files, config):
+    """Add MathJax, from the installed package, to the files the build copies."""
+    for src_uri, path in mathjax_files.site_files().items():
+        stale = files.get_file_from_path(src_uri)
+        if stale is not None:  # e.g. an old docs/vendor/mathjax copy
+            files.remove(stale)
+        files.append(File.generated(config, src_uri, abs_src_path=str(path)))
+    return files
 
 
 def _heading_id(fragment: str) -> str:

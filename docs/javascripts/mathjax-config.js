@@ -1,7 +1,8 @@
 /* MathJax 3 set-up for the mxopt guide.
  *
- * MathJax itself is served by the site (docs/vendor/mathjax, fetched by
- * tools/fetch_math.py), so formulas render without any network.
+ * MathJax itself is served by the site (vendor/mathjax, copied by the build
+ * from the installed django-static-mathjax package: tools/mathjax_files.py),
+ * so formulas render without any network.
  *
  * Two kinds of pages carry math:
  *  - Markdown pages: pymdownx.arithmatex (generic mode) wraps each formula in
