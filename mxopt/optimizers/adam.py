@@ -1,16 +1,20 @@
 """Adam: adaptive moment estimation (Kingma & Ba, 2015).
 
-With ``G = clip(rescale_grad·g + wd·w)`` (L2 weight decay inside the
-gradient, as MXNet 1.9.1 does; this is not AdamW)::
+With ``g̃_t = clip(r·g_t + λ·w_t, c)`` (L2 weight decay inside the
+gradient and inside the clip, as MXNet 1.9.1 does; this is not AdamW)::
 
-    mean ← β₁·mean + (1 − β₁)·G
-    var  ← β₂·var  + (1 − β₂)·G²
-    w    ← w − lr_t·mean / (√var + ε),   lr_t = lr·√(1 − β₂ᵗ) / (1 − β₁ᵗ)
+    m_{t+1} = β₁·m_t + (1 − β₁)·g̃_t
+    v_{t+1} = β₂·v_t + (1 − β₂)·g̃_t²
+    w_{t+1} = w_t − η̂_{t+1}·m_{t+1} / (√v_{t+1} + ε),   η̂_t = η_t·√(1 − β₂ᵗ) / (1 − β₁ᵗ)
 
-MXNet folds both bias corrections into the learning rate ``lr_t``, computed
-once per step on the host in float64. This equals the paper's
-``m̂ / (√v̂ + ε)`` with ε replaced by ``ε/√(1 − β₂ᵗ)``, which is about 31.6·ε at
-``t = 1`` for β₂ = 0.999.
+MXNet folds both bias corrections into the learning rate ``η̂`` (``lr_t``),
+computed once per step on the host in float64 as ``η·(√(1 − β₂ᵗ)/(1 − β₁ᵗ))``
+and then rounded to float32; ``1 − β₁`` and ``1 − β₂`` are computed in
+float32 in the kernel, and ``(1 − β₂)·g̃·g̃`` multiplies from the left. The
+rule and :meth:`Adam.step_scalars` keep that order, so float32 results are
+MXNet's bit for bit. Folding the correction into ``η̂`` equals the paper's
+``m̂ / (√v̂ + ε)`` with ε replaced by ``ε/√(1 − β₂ᵗ)``, which is about 31.6·ε
+at ``t = 1`` for β₂ = 0.999.
 """
 import math
 
@@ -21,7 +25,11 @@ from ..optimizer import Optimizer, register
 
 
 def adam(w, g, mean, var, lr_t, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient):
-    """One Adam step for one element; ``lr_t`` carries the bias correction."""
+    """One Adam step for one element; ``mean`` is m, ``var`` is v, ``lr_t`` is η̂ (bias corrections inside).
+
+    ``g̃ = clip(r·g + λ·w, c)``, ``m ← β₁·m + (1 − β₁)·g̃``, ``v ← β₂·v + (1 − β₂)·g̃²``,
+    ``w ← w − η̂·m / (√v + ε)``, in MXNet's order of operations.
+    """
     grad = clip(rescale_grad * g + wd * w, clip_gradient)
     mean = beta1 * mean + (ONE - beta1) * grad
     var = beta2 * var + (ONE - beta2) * grad * grad
@@ -69,6 +77,7 @@ class Adam(Optimizer):
         self.lazy_update = bool(lazy_update)
 
     def step_scalars(self, index, t, lr, wd):
-        lr_t = lr * math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t)
+        # As MXNet's Python does, in float64: lr *= sqrt(coef2) / coef1 (the ratio first).
+        lr_t = lr * (math.sqrt(1.0 - self.beta2 ** t) / (1.0 - self.beta1 ** t))
         return {**super().step_scalars(index, t, lr, wd), "lr_t": lr_t,
                 "beta1": self.beta1, "beta2": self.beta2, "epsilon": self.epsilon}

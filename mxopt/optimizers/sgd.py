@@ -1,20 +1,36 @@
 """Stochastic gradient descent, with optional momentum and weight decay.
 
 Plain SGD (Robbins & Monro, 1951) moves against the gradient of the loss
-plus an L2 penalty ``wd/2 * |w|^2``::
+plus an L2 penalty ``λ/2·‖w‖²``, with the gradient rescaled by ``r`` and
+clipped to ``[−c, c]``; weight decay is added after the clip and is never
+clipped::
 
-    w ← w − lr·(clip(rescale_grad·g) + wd·w)
+    w_{t+1} = w_t − η_{t+1}·(clip(r·g_t, c) + λ·w_t)
 
 With momentum (Polyak's heavy ball, 1964) the step is an exponentially
 weighted sum of past steps. MXNet keeps the learning rate inside the
-momentum buffer ``mom`` (``mom`` is a velocity, not an average gradient)::
+momentum buffer ``Δ`` (state ``mom``: the step itself, not an average
+gradient)::
 
-    mom ← momentum·mom − lr·wd·w − lr·clip(rescale_grad·g)
-    w   ← w + mom
+    Δ_{t+1} = μ·Δ_t − η_{t+1}·(clip(r·g_t, c) + λ·w_t)
+    w_{t+1} = w_t + Δ_{t+1}
 
-Weight decay is added after clipping and is never clipped (MXNet 1.9.1's
-``sgd_update``/``sgd_mom_update``).
+MXNet 1.9.1 runs both through one kernel (``multi_sgd_update`` and
+``multi_sgd_mom_update``, and their multi-precision twins for float16):
+plain SGD is the momentum step with ``μ = 0`` and no stored buffer. In
+exact arithmetic the order of the products does not matter; in float32 it
+does, so the rules below keep the kernel's order, parenthesis for
+parenthesis, and give MXNet's float32 numbers bit for bit::
+
+    Δ = μ·Δ − (η·λ)·w − η·clip(r·g, c)      with clipping
+    Δ = μ·Δ − (η·λ)·w − (η·r)·g             without (c = ∞)
+    w = w + Δ
+
+``ccSGD`` is MXNet's deprecated alias of SGD, kept for old code.
 """
+import math
+import warnings
+
 from .. import _checks
 from .._engine import UpdateRule
 from .._scalar import clip
@@ -22,13 +38,27 @@ from ..optimizer import Optimizer, register
 
 
 def sgd(w, g, lr, wd, rescale_grad, clip_gradient):
-    """w ← w − lr·wd·w − lr·clip(rescale_grad·g)."""
-    return w - lr * wd * w - lr * clip(rescale_grad * g, clip_gradient)
+    """One SGD step for one element: ``w ← w − η·(clip(r·g, c) + λ·w)``.
+
+    MXNet's order: the momentum step with ``μ = 0``, ``w + (−(η·λ)·w − η·clip(r·g, c))``,
+    and ``(η·r)·g`` when clipping is off.
+    """
+    if clip_gradient < math.inf:
+        step = -lr * wd * w - lr * clip(rescale_grad * g, clip_gradient)
+    else:
+        step = -lr * wd * w - lr * rescale_grad * g
+    return w + step
 
 
 def sgd_momentum(w, g, mom, lr, momentum, wd, rescale_grad, clip_gradient):
-    """mom ← momentum·mom − lr·wd·w − lr·clip(rescale_grad·g);  w ← w + mom."""
-    mom = momentum * mom - lr * wd * w - lr * clip(rescale_grad * g, clip_gradient)
+    """One heavy-ball step: ``Δ ← μ·Δ − η·(clip(r·g, c) + λ·w)``, ``w ← w + Δ`` (``mom`` is Δ).
+
+    MXNet's order: ``μ·Δ − (η·λ)·w − η·clip(r·g, c)``, and ``(η·r)·g`` when clipping is off.
+    """
+    if clip_gradient < math.inf:
+        mom = momentum * mom - lr * wd * w - lr * clip(rescale_grad * g, clip_gradient)
+    else:
+        mom = momentum * mom - lr * wd * w - lr * rescale_grad * g
     return w + mom, mom
 
 
@@ -73,3 +103,25 @@ class SGD(Optimizer):
 
     def step_scalars(self, index, t, lr, wd):
         return {**super().step_scalars(index, t, lr, wd), "momentum": self.momentum}
+
+
+@register
+class ccSGD(SGD):  # noqa: N801 - MXNet's name, so that create('ccsgd') finds it
+    """Deprecated alias of :class:`SGD` (``mx.optimizer.ccSGD``); warns when created.
+
+    MXNet 1.9.1 keeps ``ccSGD`` only so that old code runs: it is SGD, with
+    the same arguments and the same numbers. Use :class:`SGD` instead.
+
+    Example:
+      >>> import warnings, mxopt
+      >>> with warnings.catch_warnings():
+      ...     warnings.simplefilter("ignore", DeprecationWarning)
+      ...     opt = mxopt.create('ccsgd', learning_rate=0.1, momentum=0.9)
+      >>> type(opt).__mro__[1].__name__
+      'SGD'
+    """
+
+    def __init__(self, *args, **kwargs):
+        warnings.warn("ccSGD is deprecated (as in MXNet); it is SGD: use mxopt.SGD or create('sgd')",
+                      DeprecationWarning, stacklevel=2)
+        super().__init__(*args, **kwargs)
