@@ -10,7 +10,9 @@ from .adadelta import AdaDelta
 from .adagrad import AdaGrad
 from .adam import Adam
 from .adamax import Adamax
+from .adamw import AdamW
 from .amsgrad import AMSGrad
+from .nadam import Nadam
 from .nag import NAG
 from .rmsprop import RMSProp
 from .sgd import SGD

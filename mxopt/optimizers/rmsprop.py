@@ -84,6 +84,7 @@ class RMSProp(Optimizer):
     """
 
     default_learning_rate = 0.001
+    off_when_infinite = Optimizer.off_when_infinite | {"clip_weights"}
     gamma1 = _checks.Hyper(_checks.unit_interval, "decay rate of the squared-gradient average")
     gamma2 = _checks.Hyper(_checks.unit_interval, "momentum of the centered variant")
     epsilon = _checks.Hyper(_checks.at_least(0.0), "added under the square root")
