@@ -1,6 +1,19 @@
-"""Independent float64 NumPy transcriptions of the update equations, as
-MXNet 1.9.1 computes them (shared/reference/mxnet-1.9.1-semantics.md).
-Whole-array code, written from the equations, not from mxopt's rules."""
+"""Independent NumPy transcriptions of the update equations, whole-array code,
+written from the equations and from MXNet 1.9.1's source, not from mxopt's rules
+(shared/reference/mxnet-1.9.1-semantics.md).
+
+``REFERENCES``: the equations in float64, for tolerance tests of any dtype.
+
+``MXNET_FLOAT32``: MXNet's float32 CPU kernels operation for operation (each
+NumPy float32 operation rounds once, as each C++ float operation does), for
+bit-exact tests over hyperparameters the recorded golden cases do not cover.
+Sources (apache/mxnet at tag 1.9.1): ``MultiSGDKernel`` (SGD, with and without
+momentum, src/operator/optimizer_op-inl.h), ``SGDKernel`` (NAG with momentum 0)
+and ``NAGMomKernel`` (same file), ``AdamUpdateKernel`` (same file) with the
+learning rate of ``Adam.update`` (python/mxnet/optimizer/optimizer.py).
+"""
+import math
+
 import numpy as np
 
 
@@ -41,3 +54,53 @@ def adam(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=None,
 
 
 REFERENCES = {"sgd": sgd, "nag": nag, "adam": adam}
+
+
+# -- MXNet's float32 kernels, operation for operation --------------------------------
+f32 = np.float32
+
+
+def _clip32(x, c):
+    return np.clip(x, -f32(c), f32(c))     # mshadow_op::clip: x > c -> c, x < -c -> -c
+
+
+def sgd_mxnet_f32(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=None, momentum=0.0):
+    """``MultiSGDKernel``: mom = momentum*mom - lr*wd*w - lr*clip(rs*g, c)  [- lr*rs*g], w = w + mom
+    (C++ evaluates ``a*b*c`` as ``(a*b)*c`` and ``a - b - c`` as ``(a - b) - c``)."""
+    lr, wd, rs, mu = f32(lr), f32(wd), f32(rescale_grad), f32(momentum)
+    mom = state["mom"] if momentum > 0 else np.zeros_like(w)
+    if clip_gradient is not None:
+        mom = mu * mom - (lr * wd) * w - lr * _clip32(rs * g, clip_gradient)
+    else:
+        mom = mu * mom - (lr * wd) * w - (lr * rs) * g
+    return w + mom, ({"mom": mom} if momentum > 0 else state)
+
+
+def nag_mxnet_f32(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=None, momentum=0.0):
+    """``NAGMomKernel``, or ``SGDKernel`` for momentum 0: w = (1.f - lr*wd)*w - lr*clip(rs*g, c)  [- (lr*rs)*g]."""
+    lr, wd, rs, mu = f32(lr), f32(wd), f32(rescale_grad), f32(momentum)
+    G = rs * g if clip_gradient is None else _clip32(rs * g, clip_gradient)
+    if momentum == 0.0:
+        if clip_gradient is not None:
+            return (f32(1) - lr * wd) * w - lr * G, state
+        return (f32(1) - lr * wd) * w - (lr * rs) * g, state
+    m1 = mu * state["mom"]
+    w_new = w - m1 + (mu + f32(1)) * (m1 - lr * (G + wd * w))
+    return w_new, {"mom": m1 - lr * (G + wd * w_new)}
+
+
+def adam_mxnet_f32(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=None,
+                   beta1=0.9, beta2=0.999, epsilon=1e-8):
+    """``Adam.update``: lr *= sqrt(1 - beta2**t)/(1 - beta1**t) in Python floats; then
+    ``AdamUpdateKernel`` in float32, with (1.f - beta) computed in float."""
+    lr_t = f32(lr * (math.sqrt(1.0 - beta2 ** t) / (1.0 - beta1 ** t)))
+    b1, b2, eps, wd, rs = f32(beta1), f32(beta2), f32(epsilon), f32(wd), f32(rescale_grad)
+    G = g * rs + w * wd
+    if clip_gradient is not None:
+        G = _clip32(G, clip_gradient)
+    m = b1 * state["mean"] + (f32(1) - b1) * G
+    v = b2 * state["var"] + (f32(1) - b2) * G * G
+    return w - lr_t * m / (np.sqrt(v) + eps), {"mean": m, "var": v}
+
+
+MXNET_FLOAT32 = {"sgd": sgd_mxnet_f32, "nag": nag_mxnet_f32, "adam": adam_mxnet_f32}

@@ -1,5 +1,6 @@
 """The compiled CPU kernels against float64 transcriptions of the equations,
-over random shapes, values and hyperparameters."""
+and bit for bit against float32 transcriptions of MXNet's kernels, over random
+shapes, values and hyperparameters."""
 import math
 
 import numba
@@ -11,9 +12,11 @@ from hypothesis import strategies as st
 import mxopt
 from mxopt import _engine
 
-from reference import REFERENCES
+from reference import MXNET_FLOAT32, REFERENCES
 
-unit = st.floats(0.0, 0.99)
+# 0, or a value that float32 can hold (a beta of 1e-137 rounds to 0 there, which
+# mxopt rejects as a ValueError rather than silently computing with another number).
+unit = st.one_of(st.just(0.0), st.floats(1e-6, 0.99))
 common = dict(
     lr=st.floats(1e-4, 1.0),
     wd=st.sampled_from([0.0, 1e-4, 0.01, 0.1]),
@@ -42,7 +45,8 @@ def run_both(name, hyper, shape, dtype, seed, steps=4):
     rounded = {k: (v if v is None else float(dtype(v))) for k, v in kwargs.items()}
     if name == "adam":  # Adam's bias correction is computed on the host, from the float64 betas
         rounded["host_betas"] = (kwargs["beta1"], kwargs["beta2"])
-    ref_w, ref_state = w0.astype(dtype).astype(np.float64), {n: np.zeros(shape) for n in state.names}
+    names = state.names if state is not None else ()       # no state without momentum
+    ref_w, ref_state = w0.astype(dtype).astype(np.float64), {n: np.zeros(shape) for n in names}
     for t, g in enumerate(grads, start=1):
         opt.update(0, w, g.astype(dtype), state)
         ref_w, ref_state = REFERENCES[name](ref_w, g.astype(dtype).astype(np.float64), ref_state, t, lr, **rounded)
@@ -64,16 +68,69 @@ def test_kernel_matches_float64_equation(name, dtype, rtol, atol):
     check()
 
 
+#: Hyperparameters for the bit-exact test: rescaling factors that are not powers of
+#: two (there ``(η·r)·g`` and ``η·(r·g)`` round differently), clipping on and off,
+#: weight decay on and off, momentum 0 (NAG's other kernel) and not.
+HYPER_F32 = {name: dict(h, rescale_grad=st.sampled_from([1.0, 0.5, 1 / 100, 1 / 3, 7.0]),
+                        wd=st.sampled_from([0.0, 1e-4, 0.01, 0.3]))
+             for name, h in HYPER.items()}
+
+
+@pytest.mark.parametrize("name", sorted(MXNET_FLOAT32))
+def test_float32_kernel_is_mxnets_bit_for_bit(name):
+    """0 ULP, every step: the rules keep the order of MXNet's float32 operations
+    (tests/test_golden.py checks the same on MXNet's recorded trajectories)."""
+    @settings(max_examples=80, deadline=None, derandomize=True)
+    @given(hyper=st.fixed_dictionaries(HYPER_F32[name]), shape=shapes, seed=st.integers(0, 2**32 - 1))
+    def check(hyper, shape, seed):
+        rng = np.random.default_rng(seed)
+        kwargs = dict(hyper)
+        lr = kwargs.pop("lr")
+        opt = mxopt.create(name, learning_rate=lr, **kwargs)
+        w = rng.standard_normal(shape).astype(np.float32)
+        state = opt.create_state(0, w)
+        names = state.names if state is not None else ()
+        ref_w, ref_state = w.copy(), {n: np.zeros(shape, np.float32) for n in names}
+        for t in range(1, 5):
+            g = (rng.standard_normal(shape) * 3).astype(np.float32)
+            opt.update(0, w, g, state)
+            ref_w, ref_state = MXNET_FLOAT32[name](ref_w, g, ref_state, t, lr, **kwargs)
+            np.testing.assert_array_equal(w, ref_w, err_msg=f"step {t}")
+        for n in names:
+            np.testing.assert_array_equal(state[n], ref_state[n], err_msg=n)
+
+    check()
+
+
+def test_nag_without_momentum_is_mxnets_sgd_update_not_sgd():
+    """MXNet runs NAG(μ=0) through sgd_update, ``(1 − η·λ)·w − …``, and SGD through
+    multi_sgd_update, ``w + (−(η·λ)·w − …)``: with weight decay they can differ in the
+    last bit, and mxopt reproduces each."""
+    rng = np.random.default_rng(7)
+    w0, g = rng.standard_normal(1000).astype(np.float32), rng.standard_normal(1000).astype(np.float32)
+    out = {}
+    for name in ("sgd", "nag"):
+        w = w0.copy()
+        mxopt.create(name, learning_rate=0.1, wd=0.01).update(0, w, g, None)
+        ref, _ = MXNET_FLOAT32[name](w0, g, {}, 1, 0.1, wd=0.01)
+        np.testing.assert_array_equal(w, ref)
+        out[name] = w
+    assert not np.array_equal(out["sgd"], out["nag"])
+    np.testing.assert_allclose(out["sgd"], out["nag"], rtol=2e-7, atol=1e-7)
+
+
 def test_rules_are_plain_scalar_python():
     """The rule the guide shows is the function that runs, and it works on floats."""
     w, m, v = mxopt.optimizers.adam.adam(1.0, 0.5, 0.0, 0.0, 0.1, 0.9, 0.999, 1e-8, 0.0, 1.0, math.inf)
     assert m == pytest.approx(0.05) and v == pytest.approx(0.00025)
     assert w == pytest.approx(1.0 - 0.1 * 0.05 / (math.sqrt(0.00025) + 1e-8))
     assert mxopt.optimizers.sgd.sgd(1.0, 2.0, 0.1, 0.0, 1.0, 0.5) == pytest.approx(0.95)  # gradient clipped to 0.5
+    assert mxopt.optimizers.sgd.sgd(1.0, 0.5, 0.1, 0.0, 1.0, math.inf) == 1.0 - 0.1 * 0.5   # no clipping
+    assert mxopt.optimizers.nag.nag_without_momentum(2.0, 1.0, 0.1, 0.5, 1.0, math.inf) == pytest.approx(0.95 * 2.0 - 0.1)
 
 
 @pytest.mark.parametrize("rule", [mxopt.optimizers.sgd.SGD_RULE, mxopt.optimizers.sgd.SGD_MOMENTUM_RULE, mxopt.optimizers.nag.NAG_RULE,
-                                  mxopt.optimizers.adam.ADAM_RULE])
+                                  mxopt.optimizers.nag.NAG_WITHOUT_MOMENTUM_RULE, mxopt.optimizers.adam.ADAM_RULE])
 def test_float32_kernels_do_float32_arithmetic(rule):
     """No float64 creeps into a float32 kernel (an untyped 1 - beta would)."""
     kernel = rule.kernel("cpu")
