@@ -26,6 +26,7 @@ from matplotlib import colormaps, rc_context
 from matplotlib.animation import FuncAnimation
 from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
+from matplotlib.transforms import blended_transform_factory
 
 __all__ = [
     "PALETTE",
@@ -34,6 +35,9 @@ __all__ = [
     "contour",
     "plot_trajectories",
     "plot_losses",
+    "divergence_step",
+    "mark_divergence",
+    "plot_rate_check",
     "animate_trajectories",
     "animation_html",
     "compare_grid",
@@ -193,6 +197,7 @@ def plot_losses(
     smooth: int | None = None,
     title: str | None = None,
     figsize=(5.5, 3.5),
+    mark_diverged: bool = False,
 ):
     """Draw one loss curve per entry of ``histories`` (label → 1-D array) and return the axes.
 
@@ -205,9 +210,21 @@ def plot_losses(
     number of steps in an epoch) the per-step curves are drawn faint and a
     second, bold line per history shows their moving average over the last
     ``n`` steps, so ``len(ax.lines) == 2 * len(histories)``.
+
+    A diverged run leaves little or nothing to see (its loss overflows within a
+    few steps, far above any sensible axis limit).  With ``mark_diverged`` each
+    history that stops being finite gets " (diverged at step k)" added to its
+    legend label and a marker at the top edge of the axes above step ``k``
+    (see :func:`mark_divergence`).
     """
     ax = _new_axes(ax, figsize)
     handles = []
+    if mark_diverged:
+        diverged = {label: divergence_step(history) for label, history in histories.items()}
+        histories = {
+            label if diverged[label] is None else f"{label} (diverged at step {diverged[label]})": history
+            for label, history in histories.items()
+        }
     for (label, history), color in zip(histories.items(), cycle(PALETTE)):
         y = np.asarray(history, dtype=np.float64)
         if baseline is not None:
@@ -229,6 +246,90 @@ def plot_losses(
         ax.set_title(title)
     legend_title = f"thin: every step; thick: mean of the last {smooth}" if smooth else None
     ax.legend(handles=handles, fontsize="small", title=legend_title, title_fontsize="small")
+    if mark_diverged:
+        mark_divergence(ax, histories)
+    return ax
+
+
+def divergence_step(history) -> int | None:
+    """Index of the first entry of ``history`` that is not finite (NaN or ±inf), or None if all are.
+
+    The drivers of :mod:`mxopt.problems` stop a run whose weights leave the
+    finite numbers (or a large bound) and fill the rest of its loss history
+    with NaN, so this is the step at which the run diverged.
+    """
+    bad = ~np.isfinite(np.asarray(history, dtype=np.float64))
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def mark_divergence(ax, histories: Mapping[str, np.ndarray], *, y: float = 0.97, spacing: float = 0.08) -> dict:
+    """Mark on ``ax`` where each history of ``histories`` diverged; return ``{label: step}`` for those that did.
+
+    For each history whose :func:`divergence_step` is ``k``, an upward
+    triangle is drawn at ``x = k`` on the top edge of the axes (``y`` is a
+    fraction of the axes' height, so the mark stays in view whatever the
+    y-limits are set to later) with the note "diverged at step k", in the
+    colour :func:`plot_losses` gives that history (the palette in the order
+    of ``histories``).  Notes of several diverged runs are stacked ``spacing``
+    apart.  The marks are a scatter collection and a text, not lines, so
+    ``ax.lines`` keeps one entry per curve.
+    """
+    where = blended_transform_factory(ax.transData, ax.transAxes)
+    steps = {}
+    for (label, history), color in zip(histories.items(), cycle(PALETTE)):
+        k = divergence_step(history)
+        if k is None:
+            continue
+        height = y - spacing * len(steps)
+        steps[label] = k
+        ax.scatter([k], [height], marker="^", s=70, color=color, edgecolors="black", linewidths=0.6,
+                   transform=where, clip_on=False, zorder=6)
+        ax.annotate(f"diverged at step {k}", (k, height), xycoords=where, xytext=(8, 0), textcoords="offset points",
+                    va="center", color=color, fontsize="small", fontweight="bold")
+    return steps
+
+
+def plot_rate_check(
+    errors: Mapping[str, np.ndarray],
+    rates: Mapping[str, float],
+    ax=None,
+    *,
+    reference: bool = True,
+    title: str | None = None,
+    xlabel: str = "update t",
+    figsize=(5.5, 3.5),
+):
+    r"""Divide each error history by its predicted geometric decay and draw what is left; return the axes.
+
+    ``errors[label][t]`` is an error after ``t`` updates (e.g. the distance to
+    the minimiser) and ``rates[label]`` the rate :math:`\rho` that theory
+    predicts.  Each line shows :math:`e_t / (e_0 \rho^t)` for
+    :math:`t \ge 1` on log–log axes.  If the error decays exactly like
+    :math:`\rho^t` the line is flat at one; at a double root of a linear
+    recursion's characteristic polynomial the error is :math:`(A + Bt)\rho^t`
+    and the line bends up into a slope of one; a rate that theory
+    underestimates shows as exponential growth.  With ``reference`` a dotted
+    grey line :math:`\propto t` is drawn for comparison (one more entry in
+    ``ax.lines``, after the data).
+    """
+    ax = _new_axes(ax, figsize)
+    t_max = 1
+    for (label, error), color in zip(errors.items(), cycle(PALETTE)):
+        e = np.asarray(error, dtype=np.float64)
+        t = np.arange(1, len(e))
+        ax.plot(t, e[1:] / (e[0] * float(rates[label]) ** t), color=color, lw=1.6, label=label)
+        t_max = max(t_max, len(e) - 1)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    if reference:
+        t = np.array([1.0, t_max])
+        ax.plot(t, t, ":", color="0.4", lw=1.2, label=r"$\propto t$")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(r"$e_t \,/\, (e_0\, \rho^t)$")
+    ax.grid(True, which="major", alpha=0.3)
+    if title is not None:
+        ax.set_title(title)
+    ax.legend(fontsize="small")
     return ax
 
 

@@ -185,3 +185,46 @@ def test_plot_losses_smooth_adds_a_moving_average_per_history():
     np.testing.assert_allclose(average[0], histories["a"][:10].mean())
     assert ax.lines[0].get_alpha() == 0.3
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+
+
+def test_divergence_step_is_the_first_non_finite_entry():
+    assert plot.divergence_step(np.array([3.0, 2.0, 1.0])) is None
+    assert plot.divergence_step(np.array([1.0, 1e300, np.inf, np.nan])) == 2
+    assert plot.divergence_step([1.0, np.nan]) == 1
+
+
+def test_plot_losses_marks_a_diverged_run_above_the_axes_limits():
+    histories = {"fine": np.geomspace(1.0, 1e-3, 30), "blows up": np.r_[10.0 ** np.arange(8), np.full(22, np.nan)]}
+    ax = plot.plot_losses(histories, smooth=5, mark_diverged=True)
+    ax.set_ylim(1e-4, 1e2)  # the run's last finite losses (up to 1e7) are off the chart
+    assert len(ax.lines) == 4, "the marks are not lines"
+    assert legend_texts(ax) == ["fine", "blows up (diverged at step 8)"]
+    (mark,) = ax.collections
+    x_data, y_axes = mark.get_offsets()[0]
+    assert x_data == 8 and 0 < y_axes <= 1, "x in data, y in axes coordinates: in view whatever the y-limits"
+    np.testing.assert_allclose(mark.get_facecolor()[0][:3], matplotlib.colors.to_rgb(plot.PALETTE[1]))
+    assert [t.get_text() for t in ax.texts] == ["diverged at step 8"]
+    ax.figure.canvas.draw()
+    assert len(plot.plot_losses({"fine": histories["fine"]}, mark_diverged=True).collections) == 0
+
+
+def test_mark_divergence_stacks_several_runs():
+    _, ax = plt.subplots()
+    nan = np.full(5, np.nan)
+    steps = plot.mark_divergence(ax, {"a": np.r_[1.0, nan], "ok": np.ones(6), "b": np.r_[1.0, 2.0, 3.0, nan]})
+    assert steps == {"a": 1, "b": 3}
+    heights = [c.get_offsets()[0][1] for c in ax.collections]
+    assert heights[0] > heights[1]
+
+
+def test_plot_rate_check_divides_out_the_predicted_rate():
+    t = np.arange(201)
+    rho = 0.9
+    errors = {"simple root": 3.0 * rho**t, "double root": (2.0 + 0.5 * t) * rho**t}
+    ax = plot.plot_rate_check(errors, {"simple root": rho, "double root": rho})
+    assert len(ax.lines) == 3 and ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    np.testing.assert_array_equal(ax.lines[0].get_xdata(), t[1:])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), 1 + 0.25 * t[1:], rtol=1e-12)
+    assert legend_texts(ax) == ["simple root", "double root", r"$\propto t$"]
+    assert len(plot.plot_rate_check(errors, {"simple root": rho, "double root": rho}, reference=False).lines) == 2
