@@ -53,6 +53,14 @@ def at_least(lo, strict=False, finite=True, note=""):
     return check
 
 
+def finite(name, value):
+    """A finite real number, of any sign."""
+    value = _number(name, value)
+    if math.isinf(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
 #: lr_mult/wd_mult values, and a learning rate from a schedule: finite and >= 0.
 multiplier = at_least(0.0)
 

@@ -170,17 +170,18 @@ def _cuda_launch_config(n):
     return max(1, min(math.ceil(n / threads), sms * 32)), threads
 
 
-def launch(rule, weight, grad, state, scalars, dtype, master=None):
+def launch(rule, weight, grad, state, args, master=None):
     """Run ``rule`` over every element, in place.
 
     ``weight``, ``grad`` and the arrays of ``state`` are contiguous arrays of
-    one target, already checked. ``scalars`` maps the rule's scalar names to
-    Python numbers; they are cast to ``dtype``, the dtype the arithmetic runs
-    in. ``master`` is the float32 master copy of a float16 weight
-    (multi-precision): the rule then updates ``master`` and ``weight``
-    receives its rounded value.
+    one target, already checked (:func:`mxopt._checks.disjoint`: no two share
+    memory). ``args`` are the rule's per-step scalars in the order of
+    ``rule.scalar_names``, already numbers of the dtype the arithmetic runs
+    in (:func:`mxopt._checks.step_scalars`). ``master`` is the float32 master
+    copy of a float16 weight (multi-precision): the rule then updates
+    ``master`` and ``weight`` receives its rounded value.
     """
-    args = tuple(dtype.type(scalars[name]) for name in rule.scalar_names)
+    args = tuple(args)
     target = _arrays.target_of(weight)
     if target == _arrays.CPU:
         if weight.size == 0:

@@ -1,9 +1,12 @@
 """The optimizer base class and the registry.
 
 The API follows ``mxnet.optimizer`` (1.9.1) so that MXNet code ports by
-changing its import: ``create``, ``register``, ``Optimizer.create_state``,
-``update``, ``*_multi_precision``, ``learning_rate``, ``num_update``,
-``set_lr_mult``/``set_wd_mult`` and ``get_updater``.
+changing its import: ``create``, ``register``, ``opt_registry``,
+``Optimizer.create_optimizer``/``Optimizer.register``, the base
+constructor's arguments in MXNet's order (``rescale_grad`` first,
+``param_dict`` and ``sym`` included), ``create_state`` (``None`` where MXNet
+keeps no state), ``update``, ``*_multi_precision``, ``learning_rate``,
+``num_update``, ``set_lr_mult``/``set_wd_mult`` and ``get_updater``.
 
 An optimizer subclass gives three things: its update ``rule`` (an
 :class:`~mxopt._engine.UpdateRule`), its hyperparameters (checked
@@ -14,7 +17,10 @@ lives here, once.
 """
 from __future__ import annotations
 
-import math
+import copy
+import numbers
+import threading
+import warnings
 
 import numpy as np
 
@@ -22,11 +28,16 @@ from . import _arrays, _checks, _engine
 from ._checks import Hyper
 from .state import State
 
-_REGISTRY: dict[str, type] = {}
+#: Registered optimizer classes by lower-cased name (MXNet's ``opt_registry``).
+opt_registry: dict[str, type] = {}
+_REGISTRY = opt_registry
 
 
 def register(klass):
     """Register an optimizer class under its lower-cased name (a decorator).
+
+    Also reachable as ``Optimizer.register``, as in MXNet. Registering a
+    different class under a taken name replaces it, with a warning.
 
     >>> @register
     ... class MySGD(Optimizer): ...
@@ -34,7 +45,12 @@ def register(klass):
     """
     if not (isinstance(klass, type) and issubclass(klass, Optimizer)):
         raise TypeError(f"register expects an Optimizer subclass, got {klass!r}")
-    _REGISTRY[klass.__name__.lower()] = klass
+    name = klass.__name__.lower()
+    old = opt_registry.get(name)
+    if old is not None and old is not klass:
+        warnings.warn(f"optimizer {klass.__module__}.{klass.__name__} replaces "
+                      f"{old.__module__}.{old.__name__} under the name {name!r}", stacklevel=2)
+    opt_registry[name] = klass
     return klass
 
 
@@ -46,10 +62,15 @@ def create(name, **kwargs):
         return name
     if not isinstance(name, str):
         raise TypeError(f"name must be a string, got {type(name).__name__}")
-    klass = _REGISTRY.get(name.lower())
+    klass = opt_registry.get(name.lower())
     if klass is None:
-        raise ValueError(f"unknown optimizer {name!r}; registered: {sorted(_REGISTRY)}")
+        raise ValueError(f"unknown optimizer {name!r}; registered: {sorted(opt_registry)}")
     return klass(**kwargs)
+
+
+_CLIP_NOTE = ("; use None to turn clipping off (MXNet 1.9.1 treats 0 and negative values as off in "
+              "SGD, NAG and Adam but clips every gradient to 0 in its Python-coded optimizers such as "
+              "AdaGrad and Nadam, so mxopt refuses the ambiguous value)")
 
 
 def _check_index(index):
@@ -61,52 +82,106 @@ def _check_index(index):
 class Optimizer:
     """Base class of mxopt's optimizers (MXNet's ``mx.optimizer.Optimizer``).
 
+    The arguments come in MXNet 1.9.1's order, so positional calls port too.
+
     Args:
+      rescale_grad: the gradient is multiplied by it first (``1/batch_size``
+        in MXNet's Trainer), ``> 0``.
+      param_idx2name: ``{index: name}``, for ``lr_mult`` and ``wd_mult``
+        given by name; names not ending in ``_weight`` or ``_gamma`` get
+        ``wd_mult = 0``, as in MXNet (the Module path).
+      wd: weight decay (L2 penalty coefficient), ``>= 0``.
+      clip_gradient: clip the rescaled gradient to ``[-c, c]``; ``None`` is
+        off, a value ``<= 0`` is an error.
       learning_rate: step size; ``None`` means the class default (0.01 for
         SGD and NAG, 0.001 for Adam) or, with ``lr_scheduler``, the
         scheduler's ``base_lr``. A value that contradicts the scheduler's
-        ``base_lr`` is a ``ValueError`` (MXNet silently overwrites it).
-      wd: weight decay (L2 penalty coefficient), ``>= 0``.
-      rescale_grad: the gradient is multiplied by it first (``1/batch_size``
-        in MXNet's Trainer), ``> 0``.
-      clip_gradient: clip the rescaled gradient to ``[-c, c]``; ``None`` is
-        off, a value ``<= 0`` is an error.
+        ``base_lr``, or comes with a scheduler that has none, is a
+        ``ValueError`` (MXNet 1.9.1 prints a note and overwrites
+        ``lr_scheduler.base_lr``).
       lr_scheduler: a function of ``num_update`` giving the learning rate,
-        e.g. :class:`mxopt.lr_scheduler.FactorScheduler`.
+        e.g. :class:`mxopt.lr_scheduler.FactorScheduler`. What it returns is
+        checked at every update (a finite number ``>= 0``).
+      sym: an MXNet Symbol (anything with ``attr_dict()`` and
+        ``list_arguments()``): its arguments' ``__lr_mult__`` and
+        ``__wd_mult__`` attributes become multipliers by name, as in MXNet.
+      begin_num_update: the update count to start from.
       multi_precision: keep a float32 master copy of float16 weights (and
         run the update in float32). float16 weights require it.
-      begin_num_update: the update count to start from.
-      param_idx2name: maps indices to parameter names, for ``lr_mult`` and
-        ``wd_mult`` given by name; names not ending in ``_weight`` or
-        ``_gamma`` get ``wd_mult = 0``, as in MXNet.
+      param_dict: ``{index: parameter}`` as MXNet's Gluon Trainer passes it:
+        each parameter's ``lr_mult`` and ``wd_mult`` attributes, read at
+        every update, take precedence over ``set_lr_mult``/``set_wd_mult``.
+
+    An optimizer may be shared by threads: the read of an index's update
+    count, the launch and the store of the new count happen under one lock
+    per optimizer, so no update is lost or counted twice.
     """
 
     #: The update rule (an UpdateRule); subclasses set it or make it a property.
     rule: _engine.UpdateRule = None
     #: Learning rate used when none is given.
     default_learning_rate = 0.01
+    #: Per-index scalars the optimizer carries from one update to the next,
+    #: with their initial values (kept in ``State.scalars``; see :meth:`advance`).
+    carried: dict = {}
+    #: Step scalars for which ``inf`` means "off" (every other one must be finite).
+    off_when_infinite = frozenset({"clip_gradient"})
 
     lr = Hyper(_checks.at_least(0.0), "the base learning rate (without a scheduler)")
     wd = Hyper(_checks.at_least(0.0), "weight decay")
     rescale_grad = Hyper(_checks.at_least(0.0, strict=True), "gradient rescaling factor")
-    clip_gradient = Hyper(_checks.optional(_checks.at_least(0.0, strict=True)), "gradient clipping bound")
+    clip_gradient = Hyper(_checks.optional(_checks.at_least(0.0, strict=True, note=_CLIP_NOTE)),
+                          "gradient clipping bound")
     begin_num_update = Hyper(_checks.integer(0), "update count to start from")
 
-    def __init__(self, learning_rate=None, wd=0.0, rescale_grad=1.0, clip_gradient=None,
-                 lr_scheduler=None, multi_precision=False, begin_num_update=0,
-                 param_idx2name=None):
+    def __init__(self, rescale_grad=1.0, param_idx2name=None, wd=0.0, clip_gradient=None,
+                 learning_rate=None, lr_scheduler=None, sym=None, begin_num_update=0,
+                 multi_precision=False, param_dict=None):
         if lr_scheduler is not None and not callable(lr_scheduler):
             raise TypeError(f"lr_scheduler must be callable, got {type(lr_scheduler).__name__}")
         if lr_scheduler is not None and learning_rate is not None:
-            base = getattr(lr_scheduler, "base_lr", learning_rate)
-            if not math.isclose(float(learning_rate), float(base), rel_tol=1e-12, abs_tol=0.0):
+            learning_rate = _checks.at_least(0.0)("learning_rate", learning_rate)
+            if not hasattr(lr_scheduler, "base_lr"):
                 raise ValueError(
-                    f"learning_rate={learning_rate!r} contradicts lr_scheduler.base_lr={base!r}; "
-                    "pass one of them (MXNet 1.9.1 would silently overwrite the scheduler's base_lr)")
+                    f"learning_rate={learning_rate!r} was given with an lr_scheduler that has no base_lr, "
+                    "so it would have no effect: the scheduler alone sets the rate. Pass only one of them "
+                    "(MXNet 1.9.1 would fail reading lr_scheduler.base_lr)")
+            base = _checks.at_least(0.0)("lr_scheduler.base_lr", lr_scheduler.base_lr)
+            if learning_rate != base:
+                raise ValueError(
+                    f"learning_rate={learning_rate!r} contradicts lr_scheduler.base_lr={base!r}. MXNet 1.9.1 "
+                    "would print a note ('learning rate from lr_scheduler has been overwritten by "
+                    "learning_rate in optimizer') and set the scheduler's base_lr to learning_rate, "
+                    "changing a scheduler object that may be shared; mxopt refuses to pick one: pass only "
+                    "one of them, or the same value")
         if learning_rate is None:
             learning_rate = getattr(lr_scheduler, "base_lr", self.default_learning_rate)
-        if param_idx2name is not None and not isinstance(param_idx2name, dict):
-            raise TypeError("param_idx2name must be a dict from index to name")
+        if param_idx2name is None:
+            param_idx2name = {}
+        if not isinstance(param_idx2name, dict):
+            raise TypeError(f"param_idx2name must be a dict from index to name, got {type(param_idx2name).__name__}")
+        for index, name in param_idx2name.items():
+            _checks.key("param_idx2name key", index)
+            if not isinstance(name, str):
+                raise TypeError(f"param_idx2name[{index!r}] must be a str name, got {type(name).__name__} {name!r}")
+        if param_dict is None:
+            param_dict = {}
+        if not isinstance(param_dict, dict):
+            raise TypeError(f"param_dict must be a dict from index to parameter, got {type(param_dict).__name__}")
+        for index, param in param_dict.items():
+            _checks.key("param_dict key", index)
+            for attr in ("lr_mult", "wd_mult"):
+                if not hasattr(param, attr):
+                    raise TypeError(f"param_dict[{index!r}] must have lr_mult and wd_mult attributes "
+                                    f"(a Gluon Parameter), got {type(param).__name__}")
+                _checks.multiplier(f"param_dict[{index!r}].{attr}", getattr(param, attr))
+        if sym is None:
+            sym_info = ()
+        elif callable(getattr(sym, "attr_dict", None)) and callable(getattr(sym, "list_arguments", None)):
+            sym_info = (sym.attr_dict(), sym.list_arguments())
+        else:
+            raise TypeError(f"sym must be an MXNet Symbol (with attr_dict() and list_arguments()), "
+                            f"got {type(sym).__name__}")
         self.lr = learning_rate
         self.wd = wd
         self.rescale_grad = rescale_grad
@@ -114,15 +189,45 @@ class Optimizer:
         self.lr_scheduler = lr_scheduler
         self.multi_precision = bool(multi_precision)
         self.begin_num_update = begin_num_update
-        self.num_update = begin_num_update
+        self.num_update = self.begin_num_update
         self._index_update_count = {}
-        self.idx2name = dict(param_idx2name or {})
+        self._lock = threading.RLock()
+        self.idx2name = dict(param_idx2name)
+        self.sym_info = sym_info
+        self.param_dict = param_dict  # shared with the caller, as Gluon expects
         self.lr_mult = {}
         self.wd_mult = {}
+        self.set_lr_mult({})
         self.set_wd_mult({})
 
     def __repr__(self):
         return f"{type(self).__name__}(learning_rate={self.learning_rate!r}, wd={self.wd!r})"
+
+    # -- copies: a fresh lock each; param_dict stays the caller's ----------
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
+    def __deepcopy__(self, memo):
+        memo[id(self.param_dict)] = self.param_dict
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return new
+
+    # -- MXNet's static names for the registry -------------------------------
+    opt_registry = opt_registry
+    register = staticmethod(register)
+
+    @staticmethod
+    def create_optimizer(name, **kwargs):
+        """Create an optimizer by its registered name (MXNet's name for :func:`create`)."""
+        return create(name, **kwargs)
 
     # -- learning rate and multipliers (MXNet names) ----------------------
     @property
@@ -141,35 +246,62 @@ class Optimizer:
         self.lr = lr
 
     def _lr_at(self, num_update):
-        if self.lr_scheduler is not None:
-            return float(self.lr_scheduler(num_update))
-        return self.lr
+        if self.lr_scheduler is None:
+            return self.lr
+        value = self.lr_scheduler(num_update)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"lr_scheduler({num_update}) returned {type(value).__name__} {value!r}; "
+                            "a learning rate must be a real number")
+        return _checks.multiplier(f"the learning rate lr_scheduler({num_update})", value)
+
+    def _multipliers(self, label, args, sym_attr):
+        """``args`` checked, after the ``sym`` attributes, as a new table."""
+        if not isinstance(args, dict):
+            raise TypeError(f"{label} must be a dict from index or name to multiplier, got {type(args).__name__}")
+        table = {}
+        if self.sym_info:
+            attrs, arg_names = self.sym_info
+            for name in arg_names:
+                if name in attrs and sym_attr in attrs[name]:
+                    value = attrs[name][sym_attr]
+                    table[name] = _checks.multiplier(
+                        f"sym attribute {sym_attr} of {name!r}", float(value) if isinstance(value, str) else value)
+        for k, value in args.items():
+            k = _checks.key(f"{label} key", k)
+            table[k] = _checks.multiplier(f"{label}[{k!r}]", value)
+        return table
 
     def set_lr_mult(self, args_lr_mult):
-        """Per-parameter learning-rate multipliers, keyed by index or name."""
-        self.lr_mult = dict(args_lr_mult)
+        """Per-parameter learning-rate multipliers (finite, ``>= 0``), keyed by index or name."""
+        self.lr_mult = self._multipliers("lr_mult", args_lr_mult, "__lr_mult__")
 
     def set_wd_mult(self, args_wd_mult):
-        """Per-parameter weight-decay multipliers, keyed by index or name.
+        """Per-parameter weight-decay multipliers (finite, ``>= 0``), keyed by index or name.
 
         As in MXNet, a parameter named in ``param_idx2name`` whose name does
         not end in ``_weight`` or ``_gamma`` (a bias, say) gets ``wd_mult=0``.
         """
+        table = self._multipliers("wd_mult", args_wd_mult, "__wd_mult__")
         self.wd_mult = {n: 0.0 for n in self.idx2name.values()
                         if not (n.endswith("_weight") or n.endswith("_gamma"))}
-        self.wd_mult.update(args_wd_mult)
+        self.wd_mult.update(table)
 
-    def _mult(self, table, index):
-        if index in table:
-            return table[index]
-        return table.get(self.idx2name.get(index), 1.0)
+    def _mult(self, kind, index):
+        """MXNet's lookup: ``param_dict[index]``, then the table by index, then by name."""
+        if index in self.param_dict:
+            return _checks.multiplier(f"param_dict[{index!r}].{kind}", getattr(self.param_dict[index], kind))
+        table = getattr(self, kind)
+        key = index if index in table else self.idx2name.get(index)
+        if key is None or key not in table:
+            return 1.0
+        return _checks.multiplier(f"{kind}[{key!r}]", table[key])
 
     def _get_lr(self, index, num_update=None):
         n = self.num_update if num_update is None else num_update
-        return self._lr_at(n) * self._mult(self.lr_mult, index)
+        return self._lr_at(n) * self._mult("lr_mult", index)
 
     def _get_wd(self, index):
-        return self.wd * self._mult(self.wd_mult, index)
+        return self.wd * self._mult("wd_mult", index)
 
     # -- what a subclass provides -----------------------------------------
     def step_scalars(self, index, t, lr, wd):
@@ -177,16 +309,23 @@ class Optimizer:
 
         ``t`` is this index's update count (1 at the first update), ``lr`` and
         ``wd`` already include the schedule and the multipliers. Subclasses
-        extend the dict with their own hyperparameters.
+        extend the dict with their own hyperparameters; an optimizer with
+        :attr:`carried` scalars also receives ``carried``, the values after
+        this update (from :meth:`advance`).
         """
-        clip = math.inf if self.clip_gradient is None else self.clip_gradient
+        clip = float("inf") if self.clip_gradient is None else self.clip_gradient
         return {"lr": lr, "wd": wd, "rescale_grad": self.rescale_grad, "clip_gradient": clip}
+
+    def advance(self, carried, t):
+        """The :attr:`carried` scalars after update ``t``, from their values before it (pure)."""
+        return carried
 
     # -- state ----------------------------------------------------------------
     def _master_needed(self, dtype):
         if dtype == np.float16 and not self.multi_precision:
-            raise TypeError("float16 weights need multi_precision=True "
-                            "(the update runs in float32 on a master copy)")
+            raise TypeError("float16 weights need multi_precision=True, so that the update runs in float32 "
+                            "on a master copy. MXNet 1.9.1 would only warn and accumulate in float16, where "
+                            "a step smaller than half a float16 spacing of the weight is lost; mxopt refuses")
         return dtype == np.float16
 
     def state_names(self, dtype):
@@ -199,32 +338,42 @@ class Optimizer:
         return np.dtype(np.float32) if self._master_needed(np.dtype(dtype)) else np.dtype(dtype)
 
     def create_state(self, index, weight):
-        """Zero state for ``weight`` at ``index``, on the weight's device."""
+        """Zero state for ``weight`` at ``index``, on the weight's device.
+
+        ``None`` where MXNet keeps no state: no state arrays, no float32
+        master copy and no carried scalars (SGD and NAG without momentum).
+        """
         index = _check_index(index)
         w = _checks.array("weight", weight)
+        rule = self.rule
         names = self.state_names(w.dtype)
+        if not names and not self.carried:
+            return None
         compute = self._compute_dtype(w.dtype)
-        arrays = [_arrays.zeros(weight, w.shape, compute) for _ in self.rule.state_names]
+        arrays = [_arrays.zeros(weight, w.shape, compute) for _ in rule.state_names]
         if "weight32" in names:
             master = _arrays.empty(weight, w.shape, np.float32)
             _arrays.copy_into(master, weight)
             arrays.append(master)
-        return State(type(self).__name__, index, names, arrays)
+        return State(type(self).__name__, index, names, arrays, dict(self.carried))
 
     create_state_multi_precision = create_state
 
     # -- the update ------------------------------------------------------------
-    def _checked(self, index, weight, grad, state):
-        """All checks of an update; returns (compute dtype, state arrays, master)."""
+    def _checked(self, index, rule, weight, grad, state):
+        """All checks of an update's arrays; returns (compute dtype, state arrays, master)."""
         w = _checks.array("weight", weight)
         _checks.writeable("weight", w)
-        _checks.same_layout("grad", grad, w, "weight")
+        described = [("weight", w), ("grad", _checks.same_layout("grad", grad, w, "weight"))]
         names = self.state_names(w.dtype)
         compute = self._compute_dtype(w.dtype)
-        if state is None and not names:
+        if state is None and not names and not self.carried:
+            _checks.disjoint(described)
             return compute, (), None
         if not isinstance(state, State):
-            raise TypeError(f"state must be the State returned by create_state, got {type(state).__name__}")
+            hint = (f"; this optimizer needs the state arrays {names} now (was a hyperparameter such as "
+                    "momentum changed after create_state?)") if state is None else ""
+            raise TypeError(f"state must be the State returned by create_state, got {type(state).__name__}{hint}")
         if state.optimizer != type(self).__name__:
             raise ValueError(f"state was created by {state.optimizer}, not {type(self).__name__}")
         if state.index != index:
@@ -232,9 +381,17 @@ class Optimizer:
         if state.names != names:
             raise ValueError(f"state holds {state.names}, this optimizer needs {names} "
                              "(was a hyperparameter such as momentum changed after create_state?)")
+        if len(state.arrays) != len(names):
+            raise ValueError(f"state holds {len(state.arrays)} arrays for its {len(names)} names {names}")
+        missing = set(self.carried) - set(state.scalars)
+        if missing:
+            raise ValueError(f"state lacks the carried scalars {sorted(missing)}")
         for name, arr in zip(state.names, state.arrays):
-            _checks.writeable(f"state[{name!r}]", _checks.same_layout(f"state[{name!r}]", arr, w, "weight", compute))
-        arrays = state.arrays[: len(self.rule.state_names)]
+            got = _checks.same_layout(f"state[{name!r}]", arr, w, "weight", compute)
+            _checks.writeable(f"state[{name!r}]", got)
+            described.append((f"state[{name!r}]", got))
+        _checks.disjoint(described)
+        arrays = state.arrays[: len(rule.state_names)]
         master = state["weight32"] if "weight32" in names else None
         return compute, arrays, master
 
@@ -245,13 +402,29 @@ class Optimizer:
         and the update counters are as they were.
         """
         index = _check_index(index)
-        dtype, arrays, master = self._checked(index, weight, grad, state)
-        t = self._index_update_count.get(index, self.begin_num_update) + 1
-        num_update = max(t, self.num_update)
-        lr = self._get_lr(index, num_update)
-        scalars = self.step_scalars(index=index, t=t, lr=lr, wd=self._get_wd(index))
-        _engine.launch(self.rule, weight, grad, arrays, scalars, dtype, master=master)
-        self._index_update_count[index] = t
-        self.num_update = num_update
+        with self._lock:
+            rule = self.rule
+            dtype, arrays, master = self._checked(index, rule, weight, grad, state)
+            t = self._index_update_count.get(index, self.begin_num_update) + 1
+            if t > _checks.INT64_MAX:
+                raise ValueError(f"the update count of index {index!r} would pass {_checks.INT64_MAX}")
+            num_update = max(t, self.num_update)
+            lr = self._get_lr(index, num_update)
+            wd = self._get_wd(index)
+            if self.carried:
+                new = self.advance(dict(state.scalars), t)
+                if not isinstance(new, dict):
+                    raise TypeError(f"{type(self).__name__}.advance must return a dict, got {type(new).__name__}")
+                for name in self.carried:
+                    _checks.finite(f"carried scalar {name!r} after update {t}", new.get(name))
+                scalars = self.step_scalars(index=index, t=t, lr=lr, wd=wd, carried=new)
+            else:
+                scalars = self.step_scalars(index=index, t=t, lr=lr, wd=wd)
+            args = _checks.step_scalars(scalars, rule.scalar_names, dtype, self.off_when_infinite)
+            _engine.launch(rule, weight, grad, arrays, args, master=master)
+            self._index_update_count[index] = t
+            self.num_update = num_update
+            if self.carried:
+                state.scalars.update({name: float(new[name]) for name in self.carried})
 
     update_multi_precision = update

@@ -69,13 +69,20 @@ def test_each_bad_update_raises_and_changes_nothing(setup):
 
 
 def test_state_from_changed_hyperparameter_is_rejected():
-    opt = mxopt.SGD(learning_rate=0.1, momentum=0.0)
+    opt = mxopt.SGD(learning_rate=0.1, momentum=0.9)
     w = np.ones(3, np.float32)
     state = opt.create_state(0, w)
-    opt.momentum = 0.9
-    before = snapshot(opt, w, None)
+    opt.momentum = 0.0  # the state holds a momentum array that plain SGD does not use
+    before = snapshot(opt, w, state)
     with pytest.raises(ValueError, match="momentum changed"):
         opt.update(0, w, np.ones(3, np.float32), state)
+    assert_unchanged(before, opt, w, state)
+    opt = mxopt.SGD(learning_rate=0.1, momentum=0.0)
+    assert opt.create_state(0, w) is None  # as MXNet: no momentum, no state
+    opt.momentum = 0.9
+    before = snapshot(opt, w, None)
+    with pytest.raises(TypeError, match="momentum changed"):
+        opt.update(0, w, np.ones(3, np.float32), None)
     assert_unchanged(before, opt, w, None)
 
 
