@@ -7,11 +7,53 @@ hands out views of it, so one update covers them all.
 """
 from __future__ import annotations
 
+import copy
+import weakref
+from collections.abc import Mapping
+
 import numpy as np
 
-from . import _arrays, _checks
+from . import _arrays, _checks, checkpoint
 from .optimizer import Optimizer, create
+from .state import State
 from .updater import Updater
+
+
+#: The Trainer each optimizer instance belongs to. An optimizer holds its
+#: Trainer's multipliers (by group) and step counts, so it is never shared.
+_OWNERS: "weakref.WeakKeyDictionary[Optimizer, weakref.ref]" = weakref.WeakKeyDictionary()
+
+
+class _Views(Mapping):
+    """``trainer.params``/``trainer.grads``: name -> view of the flat buffer, read-only.
+
+    The trainer reads its buffers, not this mapping, so rebinding a name to
+    another array would be silently ignored: it is a TypeError instead.
+    """
+
+    def __init__(self, label, views):
+        self._label = label
+        self._views = views
+
+    def __getitem__(self, name):
+        return self._views[name]
+
+    def __iter__(self):
+        return iter(self._views)
+
+    def __len__(self):
+        return len(self._views)
+
+    def __setitem__(self, name, value):
+        raise TypeError(
+            f"trainer.{self._label}[{name!r}] = ... would rebind the name to another array, which the trainer "
+            f"never reads; write into the view instead: trainer.{self._label}[{name!r}][...] = value")
+
+    def __delitem__(self, name):
+        raise TypeError(f"trainer.{self._label} is read-only: its names are fixed when the Trainer is made")
+
+    def __repr__(self):
+        return f"{self._label}({dict(self._views)!r})"
 
 
 class Trainer:
@@ -21,12 +63,24 @@ class Trainer:
       params: ``{name: array}`` (or a list of arrays, named "0", "1", ...),
         NumPy arrays or CUDA arrays of one float dtype, on one device. Their
         values are copied into the trainer's flat buffer: from now on use
-        ``trainer.params[name]``, a view of it, as the parameter.
-      optimizer: a registered name (``'sgd'``, ``'adam'``...) or an Optimizer.
+        ``trainer.params[name]``, a view of it, as the parameter, and write
+        gradients into ``trainer.grads[name][...]`` (both mappings are
+        read-only: a name cannot be rebound to another array).
+      optimizer: a registered name (``'sgd'``, ``'adam'``...) or an Optimizer
+        that no other Trainer uses and that has not updated anything yet
+        (it keeps this trainer's multipliers and step counts).
       optimizer_params: keyword arguments for :func:`mxopt.create`.
       lr_mult, wd_mult: per-parameter multipliers by name. Parameters are
         laid out in groups of equal multipliers; each group is one launch,
         so the default (no multipliers) is one launch per step.
+
+    float16 parameters need ``multi_precision=True``: MXNet 1.9.1 would
+    update them in float16 arithmetic, but Numba has no float16 arithmetic
+    on the CPU, so mxopt's update runs in float32 on a float32 master copy.
+
+    ``copy.deepcopy(trainer)`` is an independent trainer (its own buffers,
+    optimizer and states); ``copy.copy`` is the same trainer under a second
+    name.
 
     Example:
       >>> import numpy as np, mxopt
@@ -63,41 +117,79 @@ class Trainer:
         if isinstance(optimizer, Optimizer):
             if optimizer_params:
                 raise TypeError("optimizer_params are only used when optimizer is given by name")
+            _check_unshared(optimizer)
         else:
             optimizer = create(optimizer, **(optimizer_params or {}))
+        try:
+            optimizer.state_names(first.dtype)
+        except TypeError:
+            raise TypeError(
+                "params are float16 and the optimizer has multi_precision=False. MXNet 1.9.1 would update "
+                "them in float16 arithmetic; mxopt refuses, because Numba has no float16 arithmetic on the "
+                "CPU: the update runs in float32 on a float32 master copy of the weights. Pass "
+                "multi_precision=True (in optimizer_params, or to the optimizer)") from None
         lr_mult, wd_mult = dict(lr_mult or {}), dict(wd_mult or {})
         for table, label in ((lr_mult, "lr_mult"), (wd_mult, "wd_mult")):
             for name, value in table.items():
                 if name not in infos:
                     raise ValueError(f"{label} names unknown parameter {name!r}")
-                _checks.at_least(0.0)(f"{label}[{name!r}]", value)
+                _checks.multiplier(f"{label}[{name!r}]", value)
 
         # Lay the parameters out group by group: each group is one contiguous slice.
         groups = {}
         for name, _ in named:
-            groups.setdefault((lr_mult.get(name, 1.0), wd_mult.get(name, 1.0)), []).append(name)
-        total = sum(d.size for d in infos.values())
-        like = named[0][1]
-        self.data = _arrays.empty(like, (total,), first.dtype)
-        self.grad_data = _arrays.zeros(like, (total,), first.dtype)
-        self.params, self.grads, self._slices = {}, {}, []
-        offset = 0
-        for index, ((lr_m, wd_m), names) in enumerate(groups.items()):
+            groups.setdefault((float(lr_mult.get(name, 1.0)), float(wd_mult.get(name, 1.0))), []).append(name)
+        offsets, self._groups, offset = {}, [], 0
+        for names in groups.values():
             start = offset
             for name in names:
-                shape = infos[name].shape
-                self.params[name] = _arrays.view(self.data, offset, shape)
-                self.grads[name] = _arrays.view(self.grad_data, offset, shape)
-                _arrays.copy_into(self.params[name], values[name])
+                offsets[name] = offset
                 offset += infos[name].size
-            self._slices.append((start, offset))
+            self._groups.append((start, offset, tuple(names)))
+        self._layout = tuple((name, offsets[name], infos[name].shape) for name, _ in named)  # caller's order
+        like = named[0][1]
+        self.data = _arrays.empty(like, (offset,), first.dtype)
+        self.grad_data = _arrays.zeros(like, (offset,), first.dtype)
+        self._make_views()
+        for name, view in self._params.items():
+            _arrays.copy_into(view, values[name])
+        for index, (lr_m, wd_m) in enumerate(groups):
             optimizer.lr_mult[index] = lr_m
             optimizer.wd_mult[index] = wd_m
-        self.params = {name: self.params[name] for name, _ in named}  # caller's order
-        self.grads = {name: self.grads[name] for name, _ in named}
         self.optimizer = optimizer
         self._scale = optimizer.rescale_grad
         self._updater = Updater(optimizer)
+        _OWNERS[optimizer] = weakref.ref(self)
+
+    def _make_views(self):
+        self._params = {name: _arrays.view(self.data, start, shape) for name, start, shape in self._layout}
+        self._grads = {name: _arrays.view(self.grad_data, start, shape) for name, start, shape in self._layout}
+
+    @property
+    def params(self):
+        """``{name: view}``: the parameters, views of the flat buffer ``data`` (read-only mapping)."""
+        return _Views("params", self._params)
+
+    @property
+    def grads(self):
+        """``{name: view}``: the gradients, views of ``grad_data``; write into them (``grads[n][...] = g``)."""
+        return _Views("grads", self._grads)
+
+    def __deepcopy__(self, memo):
+        new = Trainer.__new__(Trainer)
+        memo[id(self)] = new
+        for attr in ("data", "grad_data"):
+            src = getattr(self, attr)
+            described = _arrays.info(src)
+            twin = _arrays.empty(src, described.shape, described.dtype)
+            _arrays.copy_into(twin, src)
+            setattr(new, attr, twin)
+        new._groups, new._layout, new._scale = self._groups, self._layout, self._scale
+        new.optimizer = copy.deepcopy(self.optimizer, memo)
+        new._updater = copy.deepcopy(self._updater, memo)
+        new._make_views()
+        _OWNERS[new.optimizer] = weakref.ref(new)
+        return new
 
     @property
     def learning_rate(self):
@@ -114,19 +206,122 @@ class Trainer:
         """One update of every parameter from ``trainer.grads``.
 
         The gradients are scaled by ``rescale_grad / batch_size``, as in
-        gluon, so ``grads`` may hold the sum over a batch.
+        gluon, so ``grads`` may hold the sum over a batch. ``batch_size``
+        is a finite number > 0.
         """
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, float, np.integer, np.floating)) \
-                or not batch_size > 0:
-            raise ValueError(f"batch_size must be a positive number, got {batch_size!r}")
-        self.optimizer.rescale_grad = self._scale / batch_size
-        for index, (start, stop) in enumerate(self._slices):
+        batch = _checks.at_least(0.0, strict=True)("batch_size", batch_size)
+        rescale, before = self._scale / batch, self.optimizer.rescale_grad
+        try:  # as the update will check it: > 0 and not rounding to 0 in the compute dtype
+            self.optimizer.rescale_grad = rescale
+            _checks.step_scalars({"rescale_grad": rescale}, ("rescale_grad",),
+                                 self.optimizer._compute_dtype(_arrays.info(self.data).dtype))
+        except ValueError as e:
+            self.optimizer.rescale_grad = before
+            raise ValueError(f"batch_size={batch!r} is too large: rescale_grad / batch_size = "
+                             f"{self._scale!r} / {batch!r} ({e})") from None
+        for index, (start, stop, _) in enumerate(self._groups):
             self._updater(index, self.grad_data[start:stop], self.data[start:stop])
 
-    def save_states(self):
-        """The optimizer states and counters as bytes (no pickle)."""
-        return self._updater.get_states()
+    # -- checkpoints, keyed by parameter name ------------------------------------------
+    def save_states(self, dump_optimizer=False):
+        """The optimizer states and counters as bytes (a safetensors file, no pickle).
+
+        Each parameter's state arrays are saved under its name
+        (``fc_weight/mean``, ...) with its shape, so the checkpoint does not
+        depend on how the parameters are grouped in the buffer.
+        ``dump_optimizer=True`` saves the optimizer's hyperparameters too
+        (not its multipliers: those are the Trainer's ``lr_mult``/``wd_mult``).
+        """
+        if not isinstance(dump_optimizer, bool):
+            raise TypeError(f"dump_optimizer must be True or False, got {dump_optimizer!r}")
+        shapes = dict((name, shape) for name, _, shape in self._layout)
+        states, counts = {}, {}
+        done = self.optimizer._index_update_count
+        for index, (start, _, names) in enumerate(self._groups):
+            if index in self._updater.states:
+                group = self._updater.states[index]
+                hosts = None if group is None else [_arrays.to_host(a) for a in group.arrays]
+                offset = 0
+                for name in names:
+                    size = int(np.prod(shapes[name], dtype=np.int64))
+                    states[name] = None if group is None else State(
+                        group.optimizer, name, group.names,
+                        [h[offset:offset + size].reshape(shapes[name]) for h in hosts], group.scalars)
+                    offset += size
+            if index in done:
+                counts.update(dict.fromkeys(names, done[index]))
+        return checkpoint.dumps(self.optimizer, states, counts=counts, dump_optimizer=dump_optimizer,
+                                multipliers=False)
 
     def load_states(self, data):
-        """Restore what :meth:`save_states` returned."""
-        self._updater.set_states(data)
+        """Restore what :meth:`save_states` returned (by any Trainer with these parameter names and shapes).
+
+        Everything is checked before anything changes: a checkpoint of
+        other parameters, of other sizes or of another optimizer is a
+        ValueError and leaves the trainer as it was.
+        """
+        loaded = checkpoint.loads(data, self.optimizer)
+        shapes = {name: shape for name, _, shape in self._layout}
+        fail = "this checkpoint does not fit the Trainer: "
+        unknown = sorted((set(loaded.states) | set(loaded.counts)) - set(shapes), key=str)
+        if unknown:
+            raise ValueError(f"{fail}it has parameters {unknown[:5]} that the Trainer does not have")
+        if loaded.states:
+            trial = copy.copy(self.optimizer)
+            loaded.apply_hyper(trial)
+            probe = trial.create_state(0, self.data[0:0])
+        group_states, group_counts = {}, {}
+        for index, (_, _, names) in enumerate(self._groups):
+            counted = {loaded.counts[n] for n in names if n in loaded.counts}
+            if len(counted) > 1 or (counted and len([n for n in names if n in loaded.counts]) != len(names)):
+                raise ValueError(f"{fail}parameters {list(names)} are updated together here but have the "
+                                 f"update counts {sorted(counted)} there")
+            if counted:
+                group_counts[index] = counted.pop()
+            if not loaded.states:
+                continue
+            missing = [n for n in names if n not in loaded.states]
+            if missing:
+                raise ValueError(f"{fail}it has no state for the parameters {missing[:5]}")
+            group_states[index] = self._group_state(index, names, loaded.states, shapes, probe, fail)
+        self._updater._install(loaded, counts=group_counts, states=group_states)
+
+    def _group_state(self, index, names, saved, shapes, probe, fail):
+        """One group's state, from the per-parameter states of a checkpoint (checked against ``probe``)."""
+        if probe is None:
+            if any(saved[n] is not None for n in names):
+                raise ValueError(f"{fail}it holds state arrays, this optimizer keeps none")
+            return None
+        dtype = _arrays.info(probe.arrays[0]).dtype if probe.arrays else None
+        scalars = None
+        for n in names:
+            state = saved[n]
+            if state is None or state.names != probe.names:
+                raise ValueError(f"{fail}the state of {n!r} holds {None if state is None else state.names}, "
+                                 f"this Trainer's optimizer keeps {probe.names}")
+            for name, arr in zip(state.names, state.arrays):
+                if arr.shape != shapes[n] or arr.dtype != dtype:
+                    raise ValueError(f"{fail}state[{name!r}] of {n!r} is {arr.dtype} {arr.shape}, the parameter "
+                                     f"needs {dtype} {shapes[n]}")
+            if scalars is not None and state.scalars != scalars:
+                raise ValueError(f"{fail}parameters {list(names)} are updated together here but carry "
+                                 f"different scalars there")
+            scalars = state.scalars
+        arrays = [np.concatenate([saved[n].arrays[i].reshape(-1) for n in names]) for i in range(len(probe.names))]
+        return State(probe.optimizer, index, probe.names, arrays, scalars)
+
+
+def _check_unshared(optimizer):
+    owner = _OWNERS.get(optimizer)
+    if owner is not None and owner() is not None:
+        raise ValueError("optimizer already belongs to another Trainer: it keeps that trainer's lr_mult/wd_mult "
+                         "and step counts, which a second trainer would overwrite and share (Adam's bias "
+                         "correction would count both). Give each Trainer its own optimizer, e.g. by name: "
+                         "Trainer(params, 'adam', {...})")
+    used = sorted(optimizer._index_update_count, key=str)
+    if used:
+        raise ValueError(f"optimizer has already updated the indices {used[:5]}; a Trainer numbers its "
+                         "parameter groups 0, 1, ... and would continue those counts. Give it a fresh optimizer")
+    if getattr(optimizer, "param_dict", None):
+        raise ValueError("optimizer has a param_dict; a Trainer sets the multipliers itself "
+                         "(pass lr_mult/wd_mult by parameter name to the Trainer)")
