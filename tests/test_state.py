@@ -81,3 +81,22 @@ def test_updater_keeps_none_states():
     assert 0 in up.states and up.states[0] is None and up.states_synced[0]
     np.testing.assert_array_equal(w, 0.5)
     assert copy.deepcopy(up).states == {0: None}
+
+
+@pytest.mark.cuda
+def test_deepcopy_of_a_device_state_stays_on_the_device():
+    cuda = pytest.importorskip("numba.cuda")
+    if not cuda.is_available():
+        pytest.skip("no CUDA GPU and NUMBA_ENABLE_CUDASIM is not set")
+    from mxopt import _arrays
+
+    opt = mxopt.Adam(learning_rate=0.1)
+    w = cuda.to_device(np.ones(5, np.float32))
+    state = opt.create_state(0, w)
+    opt.update(0, w, cuda.to_device(np.ones(5, np.float32)), state)
+    deep = copy.deepcopy(state)
+    for a, b in zip(deep, state):
+        assert _arrays.target_of(a) == "cuda" and a is not b
+        np.testing.assert_array_equal(a.copy_to_host(), b.copy_to_host())
+    deep.mean.copy_to_device(np.zeros(5, np.float32))
+    assert state.mean.copy_to_host().sum() != 0

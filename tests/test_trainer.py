@@ -288,3 +288,37 @@ def test_copies_of_a_trainer(rng):
     twin.step()
     assert tr.optimizer.num_update == 2 and twin.optimizer.num_update == 3
     assert not np.array_equal(tr.data, twin.data)
+
+
+@pytest.mark.cuda
+def test_trainer_on_cuda_checkpoint_and_deepcopy():
+    import copy
+
+    cuda = pytest.importorskip("numba.cuda")
+    if not cuda.is_available():
+        pytest.skip("no CUDA GPU and NUMBA_ENABLE_CUDASIM is not set")
+    rng = np.random.default_rng(5)
+    params = {"a": rng.standard_normal((3, 4)).astype(np.float32), "b": rng.standard_normal(5).astype(np.float32)}
+    gpu = mxopt.Trainer({k: cuda.to_device(v) for k, v in params.items()}, "adam", {"learning_rate": 0.01},
+                        lr_mult={"b": 0.5})
+    g = rng.standard_normal(gpu.grad_data.shape).astype(np.float32)
+    gpu.grad_data.copy_to_device(g)
+    gpu.step()
+    cpu = mxopt.Trainer(params, "adam", {"learning_rate": 0.01})  # another device, another grouping
+    cpu.load_states(gpu.save_states())
+    cpu.data[...] = np.concatenate([gpu.params[k].copy_to_host().ravel() for k in ("a", "b")])
+    back = mxopt.Trainer({k: cuda.to_device(v) for k, v in params.items()}, "adam", {"learning_rate": 0.01},
+                         lr_mult={"b": 0.5})
+    back.load_states(cpu.save_states())
+    back.data.copy_to_device(gpu.data.copy_to_host())
+    twin = copy.deepcopy(gpu)
+    from mxopt import _arrays
+
+    assert not _arrays.info(twin.data).overlaps(_arrays.info(gpu.data))
+    assert _arrays.info(twin.params["b"]).overlaps(_arrays.info(twin.data))
+    for t in (gpu, back, twin):
+        t.grad_data.copy_to_device(g)
+        t.step()
+    np.testing.assert_array_equal(back.data.copy_to_host(), gpu.data.copy_to_host())
+    np.testing.assert_array_equal(twin.data.copy_to_host(), gpu.data.copy_to_host())
+    assert twin.optimizer is not gpu.optimizer and twin.optimizer.num_update == 2
