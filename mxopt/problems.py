@@ -574,15 +574,16 @@ def _as_step(opt_or_step, w: np.ndarray, copy_optimizer: bool) -> Step:
     return opt_or_step
 
 
-def _escaped(w: np.ndarray, limit: float) -> bool:
-    return bool(np.max(np.abs(w)) > limit)
+def _advance(step: Step, w: np.ndarray, g: np.ndarray) -> float:
+    """Apply one in-place step; return the largest ``|w_i|`` after it (NaN if any entry is NaN).
 
-
-def _advance(step: Step, w: np.ndarray, g: np.ndarray) -> bool:
-    """Apply one in-place step; return False if it left ``w`` non-finite."""
+    One reduction serves both checks of the drivers: the step left ``w``
+    finite iff the result is ``< inf``, and it escaped iff the result exceeds
+    the divergence limit.
+    """
     if step(w, g) is not None:
         raise TypeError("step(p, g) must update p in place and return None")
-    return bool(np.all(np.isfinite(w)))
+    return float(np.abs(w).max())
 
 
 def _descend(step: Step, grad: Callable, w: np.ndarray, steps: int, limit: float) -> np.ndarray:
@@ -594,9 +595,10 @@ def _descend(step: Step, grad: Callable, w: np.ndarray, steps: int, limit: float
     path[0] = w
     with np.errstate(all="ignore"):
         for k in range(1, steps + 1):
-            finite = _advance(step, w, grad(w).astype(w.dtype, copy=False))
+            size = _advance(step, w, grad(w).astype(w.dtype, copy=False))
+            finite = size < np.inf
             path[k] = w if finite else path[k - 1]
-            if not finite or _escaped(w, limit):
+            if not finite or size > limit:
                 path[k + 1 :] = path[k]
                 break
     return path
@@ -685,11 +687,12 @@ def _minibatch_descent(
     with np.errstate(all="ignore"):
         for _ in range(epochs):
             for idx in problem.batches(batch_size, rng, replacement=replacement):
-                finite = _advance(step, w, problem.grad(w, idx).astype(w.dtype, copy=False))
+                size = _advance(step, w, problem.grad(w, idx).astype(w.dtype, copy=False))
+                finite = size < np.inf
                 if finite:
                     k += 1
                     path[k] = w
-                if not finite or _escaped(w, limit):
+                if not finite or size > limit:
                     path[k + 1 :] = path[k]
                     return path, k
     return path, k
