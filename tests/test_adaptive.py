@@ -593,3 +593,23 @@ def test_create_by_name_with_mxnets_defaults(name):
         assert getattr(opt, arg) == value, arg
     assert (opt.wd, opt.rescale_grad, opt.clip_gradient) == (0.0, 1.0, None)
     assert mxopt.create(name, wd=0.1, lr_scheduler=None, multi_precision=True).wd == 0.1
+
+
+RULES = sorted({mxopt.create(n, **k).rule for n, k in MIXED}, key=lambda r: r.fn.__name__)
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.fn.__name__ for r in RULES])
+def test_float32_kernels_stay_float32_and_vectorise(rule):
+    """No float64 in a float32 kernel (host scalars arrive as float32, ``1 − β`` in the
+    kernel is ONE − β), and LLVM turns the loop into packed SSE instructions (Adamax's
+    ``u = 0`` branch included)."""
+    import numba
+
+    kernel = rule.kernel("cpu")
+    arrays = [np.zeros(64, np.float32) for _ in range(2 + len(rule.state_names))]
+    kernel(*arrays, *(np.float32(0.5) for _ in rule.scalar_names))
+    (sig,) = [s for s in kernel.signatures if s[-1] == numba.float32]
+    body = kernel.inspect_llvm(sig)
+    body = body[body.index("define"):]
+    assert "fpext float" not in body and " double " not in body.split("NRT_")[0]
+    assert "divps" in kernel.inspect_asm(sig)
