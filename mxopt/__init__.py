@@ -15,10 +15,13 @@ from .optimizer import Optimizer, create, register
 from .state import State
 from .updater import Updater, get_updater
 from . import optimizers
-from .optimizers import NAG, SGD, Adam
+from . import momentum_scheduler
+from .optimizers import (NAG, SGD, AdaDelta, AdaGrad, Adam, Adamax, AdamW, AMSGrad, Nadam,
+                         RMSProp)
 from .trainer import Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["Adam", "NAG", "Optimizer", "SGD", "State", "Trainer", "UpdateRule", "Updater",
-           "create", "get_updater", "lr_scheduler", "register"]
+__all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "NAG", "Nadam", "Optimizer",
+           "RMSProp", "SGD", "State", "Trainer", "UpdateRule", "Updater", "create", "get_updater",
+           "lr_scheduler", "momentum_scheduler", "register"]

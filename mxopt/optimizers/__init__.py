@@ -5,7 +5,7 @@ rules, the base class, schedules, the Trainer, checkpoints); this folder is
 where the algorithms are. Every class here is registered under MXNet's name
 and re-exported as ``mxopt.<Class>``.
 """
-from . import adam, nag, sgd
+from . import adadelta, adagrad, adam, adamax, adamw, amsgrad, nadam, nag, rmsprop, sgd
 from .adadelta import AdaDelta
 from .adagrad import AdaGrad
 from .adam import Adam
@@ -17,4 +17,5 @@ from .nag import NAG
 from .rmsprop import RMSProp
 from .sgd import SGD
 
-__all__ = ["Adam", "NAG", "SGD", "adam", "nag", "sgd"]
+__all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "NAG", "Nadam", "RMSProp", "SGD",
+           "adadelta", "adagrad", "adam", "adamax", "adamw", "amsgrad", "nadam", "nag", "rmsprop", "sgd"]
