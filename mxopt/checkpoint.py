@@ -66,9 +66,8 @@ class Checkpoint:
         """Set the saved hyperparameters on ``optimizer`` (all checked already)."""
         if self.hyper is None:
             return
-        for name, value in self.hyper["values"].items():
+        for name, value in {**self.hyper["values"], **self.hyper["flags"]}.items():
             setattr(optimizer, name, value)
-        optimizer.multi_precision = self.hyper["multi_precision"]
         optimizer.lr_scheduler = self.hyper["lr_scheduler"]
         for attr in ("lr_mult", "wd_mult", "idx2name"):
             if self.hyper[attr] is not None:
@@ -129,6 +128,11 @@ def _schedule_params(sched):
     return {"class": klass.__name__, "params": params}
 
 
+def _flags(optimizer):
+    """The optimizer's public on/off settings (``multi_precision``, ``centered``, ``correct_bias``...)."""
+    return {k: v for k, v in vars(optimizer).items() if isinstance(v, bool) and not k.startswith("_")}
+
+
 def _pairs(table):
     return [[k, v] for k, v in table.items()]
 
@@ -144,7 +148,7 @@ def _hyper_doc(optimizer, multipliers):
     sched = optimizer.lr_scheduler
     return {
         "values": values,
-        "multi_precision": bool(optimizer.multi_precision),
+        "flags": _flags(optimizer),
         "lr_scheduler": None if sched is None else _schedule_params(sched),
         "lr_mult": _pairs(optimizer.lr_mult) if multipliers else None,
         "wd_mult": _pairs(optimizer.wd_mult) if multipliers else None,
@@ -303,8 +307,8 @@ def _schedule(doc):
 def _hyper(doc, optimizer):
     if doc is None:
         return None
-    keys = ("values", "multi_precision", "lr_scheduler", "lr_mult", "wd_mult", "idx2name")
-    values, multi, sched, lr_mult, wd_mult, idx2name = _fields(doc, keys, "hyperparameters")
+    keys = ("values", "flags", "lr_scheduler", "lr_mult", "wd_mult", "idx2name")
+    values, flags, sched, lr_mult, wd_mult, idx2name = _fields(doc, keys, "hyperparameters")
     descriptors = _hyper_values(type(optimizer))
     if not isinstance(values, dict) or set(values) != set(descriptors):
         _fail(f"hyperparameters.values must name exactly {sorted(descriptors)}, got {_show(values)}")
@@ -314,8 +318,9 @@ def _hyper(doc, optimizer):
             checked[name] = descriptors[name].check(name, value)
         except (TypeError, ValueError) as e:
             _fail(f"hyperparameter {e}")
-    if not isinstance(multi, bool):
-        _fail(f"hyperparameters.multi_precision must be true or false, got {_show(multi)}")
+    mine = _flags(optimizer)
+    if not isinstance(flags, dict) or set(flags) != set(mine) or not all(isinstance(v, bool) for v in flags.values()):
+        _fail(f"hyperparameters.flags must give true or false for exactly {sorted(mine)}, got {_show(flags)}")
 
     def multiplier(value, what):
         try:
@@ -329,7 +334,7 @@ def _hyper(doc, optimizer):
         return value
 
     return {
-        "values": checked, "multi_precision": multi, "lr_scheduler": _schedule(sched),
+        "values": checked, "flags": flags, "lr_scheduler": _schedule(sched),
         "lr_mult": None if lr_mult is None else _table(lr_mult, "hyperparameters.lr_mult", multiplier),
         "wd_mult": None if wd_mult is None else _table(wd_mult, "hyperparameters.wd_mult", multiplier),
         "idx2name": None if idx2name is None else _table(idx2name, "hyperparameters.idx2name", name),
@@ -424,7 +429,7 @@ def loads(data, optimizer):
             import copy
 
             trial = copy.copy(optimizer)
-            for name, value in hyper["values"].items():
+            for name, value in {**hyper["values"], **hyper["flags"]}.items():
                 setattr(trial, name, value)
         else:
             trial = optimizer

@@ -434,7 +434,9 @@ def test_dump_optimizer_refuses_what_needs_pickle():
     (["values", "lr"], "0.1", "lr"),
     (["values", "momentum"], KeyError, "values"),
     (["values", "eval"], 1.0, "values"),
-    (["multi_precision"], 1, "multi_precision"),
+    (["flags", "multi_precision"], 1, "flags"),
+    (["flags", "__class__"], True, "flags"),
+    (["flags", "multi_precision"], KeyError, "flags"),
     (["lr_mult"], [[0, -1.0]], "lr_mult"),
     (["lr_mult"], [[0, 1.0], [0, 2.0]], "repeats"),
     (["idx2name"], [[0, 7]], "idx2name"),
@@ -460,3 +462,34 @@ def test_sync_state_context_and_states_synced():
     st = up.states[0]
     assert up.sync_state_context(st, "cpu(0)") is st
     assert up.states_synced == {0: True, "fc_bias": True}
+
+
+@pytest.mark.parametrize("name", sorted(mxopt.optimizer._REGISTRY))
+def test_dump_optimizer_works_for_every_registered_optimizer(name):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        opt, fresh_opt = mxopt.create(name, wd=0.125), mxopt.create(name)
+    up = mxopt.get_updater(opt)
+    w = np.linspace(-1, 1, 6).astype(np.float32)
+    g = np.linspace(0.5, -0.25, 6).astype(np.float32)
+    up(0, g, w)
+    fresh = mxopt.get_updater(fresh_opt)
+    fresh.set_states(up.get_states(dump_optimizer=True))
+    assert fresh.optimizer.wd == 0.125
+    w2 = w.copy()
+    up(0, g, w)
+    fresh(0, g, w2)
+    np.testing.assert_array_equal(w, w2)
+
+
+@pytest.mark.parametrize("name, flag", [("rmsprop", "centered"), ("adamw", "correct_bias"), ("sgd", "multi_precision")])
+def test_dump_optimizer_restores_flags_that_change_the_update(name, flag):
+    default = getattr(mxopt.create(name), flag)
+    up = mxopt.get_updater(mxopt.create(name, **{flag: not default}))
+    w = np.ones(4, np.float32)
+    up(0, np.ones(4, np.float32), w)
+    fresh = mxopt.get_updater(mxopt.create(name))
+    fresh.set_states(up.get_states(dump_optimizer=True))
+    assert getattr(fresh.optimizer, flag) is (not default)
