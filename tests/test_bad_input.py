@@ -180,3 +180,155 @@ def test_cuda_array_interface_contiguity():
     assert _arrays.info(fake((1, 4), (64, 4))).contiguous  # a size-1 dimension may have any stride
     assert not _arrays.info(fake((3, 4), (4, 12))).contiguous  # Fortran order
     assert not _arrays.info(fake((3, 4), (32, 4))).contiguous  # a slice of a wider array
+
+
+def _fresh_sgd(**kwargs):
+    opt = mxopt.SGD(learning_rate=0.1, momentum=0.9, **kwargs)
+    w = np.linspace(-1, 1, 6, dtype=np.float32)
+    state = opt.create_state(0, w)
+    opt.update(0, w, np.ones_like(w), state)
+    return opt, w, state
+
+
+@pytest.mark.parametrize("value, exc", [(float("nan"), ValueError), (float("inf"), ValueError),
+                                        (-0.5, ValueError), ("0.5", TypeError), (True, TypeError),
+                                        (None, TypeError), (10 ** 400, ValueError)])
+@pytest.mark.parametrize("setter", ["set_lr_mult", "set_wd_mult"])
+def test_bad_multiplier_values(setter, value, exc):
+    opt, w, state = _fresh_sgd()
+    old = dict(getattr(opt, setter[4:]))
+    with pytest.raises(exc, match=setter[4:]):
+        getattr(opt, setter)({0: value})
+    assert getattr(opt, setter[4:]) == old  # the old table is kept whole
+
+
+@pytest.mark.parametrize("key", [1.5, None, True, (0,)])
+def test_bad_multiplier_keys(key):
+    opt = mxopt.SGD()
+    with pytest.raises(TypeError, match="key"):
+        opt.set_lr_mult({key: 1.0})
+
+
+def test_multiplier_written_into_the_table_directly_is_checked_at_update():
+    opt, w, state = _fresh_sgd()
+    opt.lr_mult[0] = float("nan")  # bypassing set_lr_mult, as code that pokes the dict does
+    before = snapshot(opt, w, state)
+    with pytest.raises(ValueError, match=r"lr_mult\[0\]"):
+        opt.update(0, w, np.ones_like(w), state)
+    assert_unchanged(before, opt, w, state)
+
+
+@pytest.mark.parametrize("value, exc", [(float("nan"), ValueError), (float("inf"), ValueError),
+                                        (-0.1, ValueError), (None, TypeError), ("0.1", TypeError),
+                                        (np.float32(np.nan), ValueError)])
+def test_bad_scheduler_values_change_nothing(value, exc):
+    opt = mxopt.SGD(momentum=0.9, lr_scheduler=lambda n: 0.1 if n < 2 else value)
+    w = np.ones(4, np.float32)
+    state = opt.create_state(0, w)
+    opt.update(0, w, np.ones_like(w), state)
+    before = snapshot(opt, w, state)
+    with pytest.raises(exc, match="lr_scheduler"):
+        opt.update(0, w, np.ones_like(w), state)
+    assert_unchanged(before, opt, w, state)
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"learning_rate": 1e300}, "lr"), ({"rescale_grad": 1e-300}, "rescale_grad"),
+    ({"rescale_grad": 1e300}, "rescale_grad"), ({"wd": 1e-60}, "wd"),
+    ({"clip_gradient": 1e-50}, "clip_gradient"), ({"learning_rate": 1e-50}, "lr")])
+def test_hyperparameters_not_representable_in_the_compute_dtype(kwargs, word):
+    opt = mxopt.SGD(momentum=0.9, **kwargs)
+    w = np.ones(4, np.float32)
+    state = opt.create_state(0, w)
+    before = snapshot(opt, w, state)
+    with pytest.raises(ValueError, match=rf"{word}=.*(overflows|rounds to 0) float32|{word}=.*rounds to 0 in float32"):
+        opt.update(0, w, np.ones_like(w), state)
+    assert_unchanged(before, opt, w, state)
+    w64 = np.ones(4)  # the same values are fine for float64 weights
+    opt.update(1, w64, np.ones(4), opt.create_state(1, w64))
+    # float16 weights compute in float32 (multi_precision): checked against float32
+    mp = mxopt.SGD(momentum=0.9, multi_precision=True, **kwargs)
+    w16 = np.ones(4, np.float16)
+    with pytest.raises(ValueError, match="float32"):
+        mp.update(0, w16, np.ones(4, np.float16), mp.create_state(0, w16))
+
+
+def test_adam_bias_corrected_rate_is_checked_too():
+    # lr fits float32, but lr_t = lr·√(1−β₂ᵗ)/(1−β₁ᵗ) = 1e37·1/0.01 at t = 1 does not
+    opt = mxopt.Adam(learning_rate=1e37, beta1=0.99, beta2=0.0)
+    w = np.ones(2, np.float32)
+    state = opt.create_state(0, w)
+    with pytest.raises(ValueError, match="lr_t"):
+        opt.update(0, w, np.ones(2, np.float32), state)
+    assert opt.num_update == 0
+
+
+def test_clipping_off_is_infinite_and_allowed():
+    opt = mxopt.SGD(learning_rate=0.5)
+    assert opt.step_scalars(0, 1, 0.5, 0.0)["clip_gradient"] == float("inf")
+    w = np.ones(2, np.float32)
+    opt.update(0, w, np.full(2, 1e30, np.float32), None)
+    np.testing.assert_array_equal(w, np.float32(1) - np.float32(0.5) * np.float32(1e30))
+
+
+@pytest.mark.parametrize("name, kwargs, word", [
+    ("sgd", {"learning_rate": 10 ** 400}, "lr"), ("sgd", {"wd": 10 ** 400}, "wd"),
+    ("sgd", {"rescale_grad": 10 ** 400}, "rescale_grad"), ("sgd", {"clip_gradient": 10 ** 400}, "clip_gradient"),
+    ("sgd", {"begin_num_update": 10 ** 400}, "begin_num_update"),
+    ("sgd", {"begin_num_update": 2 ** 63}, "begin_num_update"),
+    ("adam", {"epsilon": 10 ** 400}, "epsilon"), ("adam", {"beta1": 10 ** 400}, "beta1"),
+    ("nag", {"momentum": -(10 ** 400)}, "momentum")])
+def test_huge_integers_are_value_errors(name, kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        mxopt.create(name, **kwargs)
+
+
+def test_update_count_capped_at_int64():
+    opt = mxopt.SGD(begin_num_update=2 ** 63 - 1)
+    w = np.ones(2)
+    with pytest.raises(ValueError, match="update count"):
+        opt.update(0, w, np.ones(2), None)
+    np.testing.assert_array_equal(w, 1.0)
+    assert opt._index_update_count == {}
+
+
+@pytest.mark.parametrize("names, exc", [({0: 5}, TypeError), ({0: None}, TypeError), ({1.5: "a"}, TypeError),
+                                        ([("a", "b")], TypeError)])
+def test_param_idx2name_must_map_indices_to_strings(names, exc):
+    with pytest.raises(exc, match="param_idx2name"):
+        mxopt.SGD(param_idx2name=names)
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix's own warning
+@pytest.mark.parametrize("kind", ["matrix", "masked"])
+@pytest.mark.parametrize("role", ["weight", "grad", "state"])
+def test_matrix_and_masked_arrays_rejected_cold_and_warm(kind, role):
+    opt, w, state = _fresh_sgd()  # the kernel is compiled and warm
+    w2 = w.reshape(2, 3).copy()
+    state2 = opt.create_state(1, w2)
+    opt.update(1, w2, np.ones_like(w2), state2)
+    wrap = (lambda a: np.asmatrix(a)) if kind == "matrix" else (lambda a: np.ma.masked_array(a, mask=a > 0))
+    args = {"weight": w2, "grad": np.ones_like(w2), "state": state2}
+    if role == "state":
+        args["state"] = mxopt.State("SGD", 1, ("mom",), (wrap(state2.mom),))
+    else:
+        args[role] = wrap(args[role])
+    before = snapshot(opt, w2, state2)
+    with pytest.raises(TypeError, match=f"{role if role != 'state' else 'mom'}.*plain NumPy array"):
+        opt.update(1, args["weight"], args["grad"], args["state"])
+    assert_unchanged(before, opt, w2, state2)
+
+
+def test_state_with_too_few_or_too_many_arrays():
+    opt, w, state = _fresh_sgd()
+    few = copy.copy(state)
+    few.arrays = ()
+    before = snapshot(opt, w, state)
+    with pytest.raises(ValueError, match="state"):
+        opt.update(0, w, np.ones_like(w), few)
+    with pytest.raises(ValueError, match="State"):
+        mxopt.State("SGD", 0, ("mom",), ())
+    many = mxopt.State("SGD", 0, ("mom", "extra"), (state.mom, np.zeros_like(w)))
+    with pytest.raises(ValueError, match="state"):
+        opt.update(0, w, np.ones_like(w), many)
+    assert_unchanged(before, opt, w, state)

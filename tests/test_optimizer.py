@@ -90,3 +90,83 @@ def test_schedules_from_mxnet_jl():
     w = np.zeros(1)
     opt.update(0, w, np.ones(1), None)
     np.testing.assert_allclose(w, -0.09)  # first update uses num_update = 1
+
+
+def _hammer(opt, indices, steps):
+    """Each thread updates its own weight at its index; returns the weights."""
+    import threading
+
+    weights = {i: np.zeros(64) for i in indices}
+    states = {i: opt.create_state(i, weights[i]) for i in indices}
+    barrier = threading.Barrier(len(indices))
+
+    def work(i):
+        barrier.wait()
+        for _ in range(steps):
+            opt.update(i, weights[i], np.ones(64), states[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in indices]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return weights
+
+
+def test_threads_on_one_index_lose_no_count():
+    opt = mxopt.SGD(learning_rate=1.0)
+    import sys
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        weights = _hammer(opt, [0, 0, 0, 0], 300)
+    finally:
+        sys.setswitchinterval(old)
+    assert opt._index_update_count[0] == 1200 and opt.num_update == 1200
+
+
+def test_threads_on_different_indices():
+    opt = mxopt.Adam(learning_rate=0.1)
+    weights = _hammer(opt, [0, 1, 2], 50)
+    alone = mxopt.Adam(learning_rate=0.1)
+    w = np.zeros(64)
+    st = alone.create_state(0, w)
+    for _ in range(50):
+        alone.update(0, w, np.ones(64), st)
+    for i in range(3):
+        np.testing.assert_array_equal(weights[i], w)  # each index its own bias correction
+        assert opt._index_update_count[i] == 50
+
+
+def test_carried_scalars_advance_after_the_launch_only():
+    """spec: ``carried`` names per-index scalars; ``advance`` gives them after update t;
+    step_scalars sees the new values; State.scalars is written only after the launch."""
+    def decay(w, g, lr, prod):
+        return w - lr * prod * g
+
+    seen = []
+
+    class ProductExample(mxopt.Optimizer):
+        rule = mxopt.UpdateRule(decay, n_state=0)
+        carried = {"prod": 1.0}
+
+        def advance(self, carried, t):
+            return {"prod": carried["prod"] * 0.5}
+
+        def step_scalars(self, index, t, lr, wd, carried):
+            seen.append(carried["prod"])
+            return {**super().step_scalars(index, t, lr, wd), "prod": carried["prod"]}
+
+    opt = ProductExample(learning_rate=1.0)
+    w = np.zeros(2)
+    state = opt.create_state(0, w)
+    assert state is not None and state.scalars == {"prod": 1.0} and state.names == ()
+    opt.update(0, w, np.ones(2), state)
+    opt.update(0, w, np.ones(2), state)
+    assert seen == [0.5, 0.25] and state.scalars == {"prod": 0.25}
+    np.testing.assert_allclose(w, -0.75)
+    with pytest.raises(ValueError, match="grad shares memory"):  # a failing update stores nothing
+        opt.update(0, w, w, state)
+    assert state.scalars == {"prod": 0.25} and opt._index_update_count[0] == 2
+    assert mxopt.Optimizer().step_scalars(0, 1, 0.1, 0.0).keys() == {"lr", "wd", "rescale_grad", "clip_gradient"}
