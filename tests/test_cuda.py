@@ -23,7 +23,7 @@ def run(name, kwargs, w, grads, on_gpu):
     for g in grads:
         opt.update(0, w, cuda.to_device(g) if on_gpu else g, state)
     host = (lambda a: a.copy_to_host()) if on_gpu else (lambda a: a)
-    return host(w), [host(a) for a in state]
+    return host(w), [] if state is None else [host(a) for a in state]
 
 
 @pytest.mark.parametrize("name, kwargs", CASES)
