@@ -25,6 +25,7 @@ half-built.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -426,8 +427,6 @@ def loads(data, optimizer):
         counts = _table(counts, "index_update_count", _count)
         hyper = _hyper(hyper, optimizer)
         if hyper is not None:  # the state names may depend on the saved hyperparameters
-            import copy
-
             trial = copy.copy(optimizer)
             for name, value in {**hyper["values"], **hyper["flags"]}.items():
                 setattr(trial, name, value)

@@ -322,3 +322,17 @@ def test_trainer_on_cuda_checkpoint_and_deepcopy():
     np.testing.assert_array_equal(back.data.copy_to_host(), gpu.data.copy_to_host())
     np.testing.assert_array_equal(twin.data.copy_to_host(), gpu.data.copy_to_host())
     assert twin.optimizer is not gpu.optimizer and twin.optimizer.num_update == 2
+
+
+def test_trainer_checkpoint_carries_per_index_scalars(rng):
+    """Nadam's momentum-schedule product is per index: saved per parameter, one value per group."""
+    params, tr = trained(rng, "nadam", steps=3)
+    other = mxopt.Trainer(params, "nadam", {"learning_rate": 0.01})
+    other.load_states(tr.save_states())
+    assert other._updater.states[0].scalars == tr._updater.states[0].scalars != {}
+    other.data[...] = tr.data
+    for t in (tr, other):
+        t.zero_grad()
+        t.grads["fc_weight"][...] = 0.5
+        t.step()
+    np.testing.assert_array_equal(tr.data, other.data)
