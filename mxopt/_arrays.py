@@ -9,6 +9,8 @@ PyTorch tensors back.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 CPU, CUDA = "cpu", "cuda"
@@ -36,7 +38,7 @@ class ArrayInfo:
         self.dtype = np.dtype(dtype)
         self.contiguous = contiguous
         self.writeable = writeable
-        self.size = int(np.prod(self.shape, dtype=np.int64))
+        self.size = math.prod(self.shape)
         self.extent = _extent(int(pointer), self.shape, strides, self.dtype.itemsize)
 
     def overlaps(self, other):

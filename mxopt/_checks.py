@@ -187,24 +187,22 @@ def step_scalars(scalars, names, dtype, off_when_infinite=()):
     update at all.
     """
     dtype = np.dtype(dtype)
-    info = np.finfo(dtype)
     args = []
-    for name in names:
-        if name not in scalars:
-            raise TypeError(f"step_scalars gave no value for {name!r}, which the update rule reads")
-        value = _number(name, scalars[name])
-        if math.isinf(value):
-            if name not in off_when_infinite:
-                raise ValueError(f"{name} must be finite, got {value!r}")
-            args.append(dtype.type(value))
-            continue
-        with np.errstate(over="ignore", under="ignore"):
+    with np.errstate(over="ignore", under="ignore"):
+        for name in names:
+            if name not in scalars:
+                raise TypeError(f"step_scalars gave no value for {name!r}, which the update rule reads")
+            value = _number(name, scalars[name])
             cast = dtype.type(value)
-        if not np.isfinite(cast):
-            raise ValueError(f"{name}={value!r} overflows {dtype} (largest {float(info.max):.4g}), the dtype "
-                             "this weight's update computes in; use a smaller value or a wider dtype")
-        if cast == 0 and value != 0:
-            raise ValueError(f"{name}={value!r} rounds to 0 in {dtype} (smallest {float(info.smallest_subnormal):.4g}), "
-                             "the dtype this weight's update computes in; use 0 or a larger value")
-        args.append(cast)
+            if math.isinf(value):
+                if name not in off_when_infinite:
+                    raise ValueError(f"{name} must be finite, got {value!r}")
+            elif not np.isfinite(cast):
+                raise ValueError(f"{name}={value!r} overflows {dtype} (largest {float(np.finfo(dtype).max):.4g}), "
+                                 "the dtype this weight's update computes in; use a smaller value or a wider dtype")
+            elif cast == 0 and value != 0:
+                raise ValueError(f"{name}={value!r} rounds to 0 in {dtype} "
+                                 f"(smallest {float(np.finfo(dtype).smallest_subnormal):.4g}), the dtype this "
+                                 "weight's update computes in; use 0 or a larger value")
+            args.append(cast)
     return tuple(args)
