@@ -101,3 +101,23 @@ def test_separate_arrays_and_neighbouring_slices_still_work():
     opt.update(0, data[:4], grads[:4], None)
     opt.update(1, data[4:], grads[4:], None)
     np.testing.assert_array_equal(data, 0.5)
+
+
+@pytest.mark.cuda
+def test_cuda_arrays_overlapping_are_refused():
+    cuda = pytest.importorskip("numba.cuda")
+    if not cuda.is_available():
+        pytest.skip("no CUDA GPU and NUMBA_ENABLE_CUDASIM is not set")
+    opt = mxopt.SGD(learning_rate=0.1, momentum=0.9)
+    b = cuda.to_device(np.arange(10, dtype=np.float32))
+    w, g = b[:8], b[2:]
+    with pytest.raises(ValueError, match="grad shares memory with weight"):
+        opt.update(0, w, g, opt.create_state(0, w))
+    np.testing.assert_array_equal(b.copy_to_host(), np.arange(10, dtype=np.float32))
+    w = cuda.to_device(np.ones(4, np.float32))
+    state = mxopt.State("SGD", 0, ("mom",), (w,))
+    with pytest.raises(ValueError, match=r"state\['mom'\] shares memory with weight"):
+        opt.update(0, w, cuda.to_device(np.ones(4, np.float32)), state)
+    good = opt.create_state(0, w)
+    opt.update(0, w, cuda.to_device(np.ones(4, np.float32)), good)  # separate device arrays work
+    np.testing.assert_allclose(w.copy_to_host(), 0.9)
