@@ -301,7 +301,7 @@ def _schedule(doc):
         _fail("hyperparameters.lr_scheduler.params must be an object")
     try:
         return klass(**params)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         _fail(f"lr_scheduler {klass_name} rejects its saved parameters ({e})")
 
 
@@ -393,7 +393,8 @@ def loads(data, optimizer):
             tensors = {name: spec for name, spec in deserialize(data)}
         except SafetensorError as e:
             _fail(f"not a safetensors file ({e})")
-        metadata = _safetensors_header(data).get("__metadata__")
+        header = _safetensors_header(data)
+        metadata = header.get("__metadata__") if isinstance(header, dict) else None
         if not isinstance(metadata, dict) or set(metadata) != {"mxopt"} or not isinstance(metadata["mxopt"], str):
             _fail("no mxopt metadata (not made by get_states)")
         text = metadata["mxopt"]
@@ -441,8 +442,9 @@ def loads(data, optimizer):
             key = _key(key, "a state's key")
             if key in states:
                 _fail(f"two states for the key {key!r}")
-            if key not in counts:
-                _fail(f"state {key!r} has no update count")
+            if counts.get(key, 0) < 1:  # a state exists only after an update (t counts from 1)
+                _fail(f"state {key!r} has no update count (a saved state needs a count >= 1, "
+                      f"got {counts.get(key)})")
             if spec is None:
                 states[key] = None
                 continue
@@ -452,4 +454,6 @@ def loads(data, optimizer):
             _fail(f"tensors {sorted(tensors)[:5]} belong to no state")
     except _Invalid as e:
         raise ValueError(f"not a valid mxopt checkpoint: {e}") from None
+    except (KeyError, IndexError, TypeError, AttributeError, OverflowError) as e:  # a check this module lacks
+        raise ValueError(f"not a valid mxopt checkpoint: malformed ({type(e).__name__}: {e})") from None
     return Checkpoint(states, counts, num_update, hyper)

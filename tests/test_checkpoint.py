@@ -61,9 +61,11 @@ def forge(doc, tensors, raw_text=None):
     """A checkpoint of ``doc`` and ``tensors`` with a correct digest: integrity holds, sense may not."""
     doc = {k: v for k, v in doc.items() if k != "sha256"}
     order = []
-    for entry in doc.get("states", []):
-        if isinstance(entry, dict) and isinstance(entry.get("state"), dict):
-            order += [f"{entry['key']}/{n}" for n in entry["state"]["names"]]
+    entries = doc.get("states")
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("state"), dict) \
+                and isinstance(entry["state"].get("names"), list):
+            order += [f"{entry.get('key')}/{n}" for n in entry["state"]["names"] if isinstance(n, str)]
     doc["sha256"] = checkpoint._digest(doc, (tensors[n].tobytes() for n in order if n in tensors))
     text = checkpoint._canonical(doc) if raw_text is None else raw_text
     return safetensors.numpy.save(tensors, metadata={"mxopt": text})
@@ -265,6 +267,7 @@ def swap_names(doc, tensors):
 FORGERIES = {
     "count -1": (edit(["index_update_count", 0, 1], -1), "index_update_count"),
     "count missing": (edit(["index_update_count"], [["fc_bias", 3]]), "no update count"),
+    "count 0 with a state": (edit(["index_update_count", 0, 1], 0), "no update count"),
     "count 2**63": (edit(["index_update_count", 0, 1], 2 ** 63), "index_update_count"),
     "count a float": (edit(["index_update_count", 0, 1], 3.0), "index_update_count"),
     "counts repeated": (edit(["index_update_count"], [[0, 3], [0, 3], ["fc_bias", 3]]), "repeats"),
@@ -493,3 +496,35 @@ def test_dump_optimizer_restores_flags_that_change_the_update(name, flag):
     fresh = mxopt.get_updater(mxopt.create(name))
     fresh.set_states(up.get_states(dump_optimizer=True))
     assert getattr(fresh.optimizer, flag) is (not default)
+
+
+def leaves(doc, path=()):
+    """Every path into a JSON document (objects and lists), the document's own first."""
+    yield path
+    items = doc.items() if isinstance(doc, dict) else enumerate(doc) if isinstance(doc, list) else ()
+    for k, v in items:
+        yield from leaves(v, path + (k,))
+
+
+def test_any_field_replaced_by_any_json_value_is_a_value_error_or_fine():
+    """Forged documents (valid digest) with every field swapped for values of every JSON type:
+    set_states raises ValueError or loads something consistent, never another exception."""
+    up, _ = trained_updater("sgd", momentum=0.9, steps=1)
+    data = up.get_states(dump_optimizer=True)
+    doc, tensors = parts(data)
+    replacements = [None, True, -1, 0, 2 ** 70, 1.5, "x", "0/mom", [], [0, 1], {}, {"names": []}]
+    tried = 0
+    for path in leaves(doc):
+        if not path or path == ("sha256",):
+            continue
+        for value in replacements:
+            forged = copy.deepcopy(doc)
+            edit(list(path), value)(forged, tensors)
+            fresh = mxopt.get_updater(mxopt.SGD(momentum=0.9))
+            try:
+                fresh.set_states(forge(forged, tensors))
+            except ValueError as e:
+                assert str(e).startswith("not a valid mxopt checkpoint"), e
+                assert fresh.states == {} and fresh.optimizer.num_update == 0
+            tried += 1
+    assert tried > 300
