@@ -398,33 +398,63 @@ class Optimizer:
     def update(self, index, weight, grad, state):
         """Update ``weight`` (and ``state``) in place from ``grad``.
 
-        Everything is checked first: when this raises, the weight, the state
-        and the update counters are as they were.
+        As in MXNet, the four arguments may also be lists of equal length
+        (an aggregated update of several parameters): every index is
+        counted first, and every parameter then uses the learning rate at
+        the resulting ``num_update``.
+
+        Everything is checked first, for every parameter of a list: when
+        this raises, the weights, the states and the update counters are as
+        they were.
         """
-        index = _check_index(index)
+        if isinstance(index, (list, tuple)):
+            items = [weight, grad, state]
+            for name, value in zip(("weight", "grad", "state"), items):
+                if not isinstance(value, (list, tuple)) or len(value) != len(index):
+                    raise TypeError(f"with a list of indices, {name} must be a list of the same length "
+                                    f"({len(index)}), got {type(value).__name__}")
+            self._update_all(list(zip(index, weight, grad, state)))
+        else:
+            self._update_all([(index, weight, grad, state)])
+
+    def _update_all(self, items):
+        """Check and plan every update, then launch them all, then count them."""
         with self._lock:
-            rule = self.rule
-            dtype, arrays, master = self._checked(index, rule, weight, grad, state)
-            t = self._index_update_count.get(index, self.begin_num_update) + 1
-            if t > _checks.INT64_MAX:
-                raise ValueError(f"the update count of index {index!r} would pass {_checks.INT64_MAX}")
-            num_update = max(t, self.num_update)
-            lr = self._get_lr(index, num_update)
-            wd = self._get_wd(index)
-            if self.carried:
-                new = self.advance(dict(state.scalars), t)
-                if not isinstance(new, dict):
-                    raise TypeError(f"{type(self).__name__}.advance must return a dict, got {type(new).__name__}")
-                for name in self.carried:
-                    _checks.finite(f"carried scalar {name!r} after update {t}", new.get(name))
-                scalars = self.step_scalars(index=index, t=t, lr=lr, wd=wd, carried=new)
-            else:
-                scalars = self.step_scalars(index=index, t=t, lr=lr, wd=wd)
-            args = _checks.step_scalars(scalars, rule.scalar_names, dtype, self.off_when_infinite)
-            _engine.launch(rule, weight, grad, arrays, args, master=master)
-            self._index_update_count[index] = t
+            rule, plans, counts = self.rule, [], {}
+            for index, weight, grad, state in items:
+                index = _check_index(index)
+                if index in counts:
+                    raise ValueError(f"index {index!r} appears twice in one update")
+                dtype, arrays, master = self._checked(index, rule, weight, grad, state)
+                t = self._index_update_count.get(index, self.begin_num_update) + 1
+                if t > _checks.INT64_MAX:
+                    raise ValueError(f"the update count of index {index!r} would pass {_checks.INT64_MAX}")
+                counts[index] = t
+                plans.append((index, t, dtype, weight, grad, state, arrays, master))
+            if len(plans) > 1:
+                _checks.disjoint((f"weight[{i}]", _arrays.info(p[3])) for i, p in enumerate(plans))
+            num_update = max([self.num_update, *counts.values()])
+            launches = []
+            for index, t, dtype, weight, grad, state, arrays, master in plans:
+                lr = self._get_lr(index, num_update)
+                wd = self._get_wd(index)
+                new = None
+                if self.carried:
+                    new = self.advance(dict(state.scalars), t)
+                    if not isinstance(new, dict):
+                        raise TypeError(f"{type(self).__name__}.advance must return a dict, got {type(new).__name__}")
+                    for name in self.carried:
+                        _checks.finite(f"carried scalar {name!r} after update {t}", new.get(name))
+                    scalars = self.step_scalars(index=index, t=t, lr=lr, wd=wd, carried=new)
+                else:
+                    scalars = self.step_scalars(index=index, t=t, lr=lr, wd=wd)
+                args = _checks.step_scalars(scalars, rule.scalar_names, dtype, self.off_when_infinite)
+                launches.append((weight, grad, arrays, args, master, state, new))
+            for weight, grad, arrays, args, master, state, new in launches:
+                _engine.launch(rule, weight, grad, arrays, args, master=master)
+                if new is not None:
+                    state.scalars.update({name: float(new[name]) for name in self.carried})
+            self._index_update_count.update(counts)
             self.num_update = num_update
-            if self.carried:
-                state.scalars.update({name: float(new[name]) for name in self.carried})
 
     update_multi_precision = update

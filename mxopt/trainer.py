@@ -219,8 +219,13 @@ class Trainer:
             self.optimizer.rescale_grad = before
             raise ValueError(f"batch_size={batch!r} is too large: rescale_grad / batch_size = "
                              f"{self._scale!r} / {batch!r} ({e})") from None
-        for index, (start, stop, _) in enumerate(self._groups):
-            self._updater(index, self.grad_data[start:stop], self.data[start:stop])
+        groups = range(len(self._groups))
+        try:  # one aggregated update: every group is checked before any weight changes
+            self._updater(list(groups), [self.grad_data[start:stop] for start, stop, _ in self._groups],
+                          [self.data[start:stop] for start, stop, _ in self._groups])
+        except (TypeError, ValueError):
+            self.optimizer.rescale_grad = before
+            raise
 
     # -- checkpoints, keyed by parameter name ------------------------------------------
     def save_states(self, dump_optimizer=False):

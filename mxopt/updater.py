@@ -40,16 +40,31 @@ class Updater:
         self.states_synced = {}
 
     def __call__(self, index, grad, weight):
-        index = _check_index(index)
-        if index not in self.states:
-            state = self.optimizer.create_state(index, weight)
-        elif not self.states_synced.get(index, True):
-            state = self._on_device_of(weight, index, self.states[index])
+        """Update ``weight`` at ``index`` from ``grad``; lists of each update several at once.
+
+        With lists, every state is created or fetched and every update
+        checked before any weight changes (MXNet's aggregated update).
+        """
+        if isinstance(index, (list, tuple)):
+            if not (isinstance(grad, (list, tuple)) and isinstance(weight, (list, tuple))
+                    and len(grad) == len(weight) == len(index)):
+                raise TypeError("with a list of indices, grad and weight must be lists of the same length")
+            indices = [_check_index(i) for i in index]
         else:
-            state = self.states[index]
-        self.optimizer.update(index, weight, grad, state)
-        self.states[index] = state
-        self.states_synced[index] = True
+            indices, grad, weight = [_check_index(index)], [grad], [weight]
+        states = [self._state_for(i, w) for i, w in zip(indices, weight)]
+        self.optimizer.update(indices, list(weight), list(grad), states)
+        for i, state in zip(indices, states):
+            self.states[i] = state
+            self.states_synced[i] = True
+
+    def _state_for(self, index, weight):
+        """The state to use for ``index``: new, restored (on the weight's device) or current."""
+        if index not in self.states:
+            return self.optimizer.create_state(index, weight)
+        if not self.states_synced.get(index, True):
+            return self._on_device_of(weight, index, self.states[index])
+        return self.states[index]
 
     def sync_state_context(self, state, context):
         """MXNet's hook to move ``state`` to the device ``context``; returns ``state``.

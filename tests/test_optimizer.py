@@ -170,3 +170,44 @@ def test_carried_scalars_advance_after_the_launch_only():
         opt.update(0, w, w, state)
     assert state.scalars == {"prod": 0.25} and opt._index_update_count[0] == 2
     assert mxopt.Optimizer().step_scalars(0, 1, 0.1, 0.0).keys() == {"lr", "wd", "rescale_grad", "clip_gradient"}
+
+
+def test_list_update_is_mxnets_aggregated_update():
+    # MXNet counts every index of a list first, then uses the learning rate at the
+    # resulting num_update for all of them.
+    sched = mxopt.lr_scheduler.FactorScheduler(step=1, factor=0.5, base_lr=1.0)
+    opt = mxopt.SGD(lr_scheduler=sched)
+    ws = [np.zeros(2), np.zeros(2)]
+    opt.update([0, 1], ws, [np.ones(2), np.ones(2)], [None, None])
+    assert opt.num_update == 1
+    np.testing.assert_array_equal(ws[0], [-1.0, -1.0])
+    np.testing.assert_array_equal(ws[1], [-1.0, -1.0])
+    opt.update([0, 1], ws, [np.ones(2), np.ones(2)], [None, None])
+    assert opt.num_update == 2
+    np.testing.assert_array_equal(ws[1], [-1.5, -1.5])  # scheduler(2) = 0.5
+
+
+def test_list_update_checks_everything_first():
+    opt = mxopt.Adam(learning_rate=0.1)
+    w0, w1 = np.ones(3, np.float32), np.ones(3, np.float32)
+    s0, s1 = opt.create_state(0, w0), opt.create_state(1, w1)
+    with pytest.raises(TypeError, match="grad"):
+        opt.update([0, 1], [w0, w1], [np.ones(3, np.float32), np.ones(3)], [s0, s1])  # float64 grad
+    np.testing.assert_array_equal(w0, 1.0)
+    assert opt.num_update == 0 and opt._index_update_count == {}
+    with pytest.raises(ValueError, match="twice"):
+        opt.update([0, 0], [w0, w0.copy()], [w0.copy(), w0.copy()], [s0, s0])
+    b = np.ones(6, np.float32)
+    with pytest.raises(ValueError, match="shares memory"):
+        opt.update([0, 1], [b[:3], b[2:5]], [w0.copy(), w1.copy()], [s0, s1])
+    with pytest.raises(TypeError, match="same length"):
+        opt.update([0, 1], [w0], [w0], [s0])
+    np.testing.assert_array_equal(b, 1.0)
+
+
+def test_updater_takes_lists():
+    up = mxopt.get_updater(mxopt.SGD(learning_rate=0.5, momentum=0.9))
+    ws = [np.zeros(2, np.float32), np.zeros(3, np.float32)]
+    up([0, 1], [np.ones(2, np.float32), np.ones(3, np.float32)], ws)
+    assert set(up.states) == {0, 1} and up.states_synced == {0: True, 1: True}
+    np.testing.assert_array_equal(ws[1], -0.5)

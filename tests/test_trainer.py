@@ -336,3 +336,20 @@ def test_trainer_checkpoint_carries_per_index_scalars(rng):
         t.grads["fc_weight"][...] = 0.5
         t.step()
     np.testing.assert_array_equal(tr.data, other.data)
+
+
+def test_a_step_that_fails_in_a_later_group_changes_nothing():
+    # The second group's learning rate (1e-3 x lr_mult 1e45) overflows float32: the
+    # step must raise before the first group is updated (one aggregated update).
+    tr = mxopt.Trainer({"a": np.ones(3, np.float32), "b": np.ones(2, np.float32)}, "adam",
+                       {"learning_rate": 1e-3}, lr_mult={"b": 1e45})
+    tr.grads["a"][...] = 1.0
+    tr.grads["b"][...] = 1.0
+    before = tr.data.copy()
+    scale = tr.optimizer.rescale_grad
+    with pytest.raises(ValueError, match="lr"):
+        tr.step(batch_size=4)
+    np.testing.assert_array_equal(tr.data, before)
+    assert tr.optimizer.num_update == 0 and tr.optimizer._index_update_count == {}
+    assert tr.optimizer.rescale_grad == scale
+    assert tr._updater.states == {}
