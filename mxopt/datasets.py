@@ -26,6 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _checks
+
 __all__ = [
     "Dataset",
     "digits",
@@ -44,11 +46,7 @@ __all__ = [
 
 
 def _count(name, value, lo=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return int(value)
+    return _checks.integer(lo)(name, value)
 
 
 def _real(name, value, lo, hi, *, lo_open=False, hi_open=False):

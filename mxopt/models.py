@@ -37,6 +37,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _checks
+
 __all__ = [
     "MLP",
     "softmax_regression",
@@ -55,11 +57,7 @@ BN_MOMENTUM = 0.9
 
 
 def _as_int(name, value, lo):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return int(value)
+    return _checks.integer(lo)(name, value)
 
 
 class MLP:
