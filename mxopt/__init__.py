@@ -15,7 +15,7 @@ from .optimizer import Optimizer, create, register
 from .state import State
 from .updater import Updater, get_updater
 from . import optimizers
-from . import momentum_scheduler
+from . import datasets, models, momentum_scheduler
 from .optimizers import (NAG, SGD, AdaDelta, AdaGrad, Adam, Adamax, AdamW, AMSGrad, Nadam,
                          RMSProp)
 from .trainer import Trainer
@@ -24,4 +24,4 @@ __version__ = "0.1.0"
 
 __all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "NAG", "Nadam", "Optimizer",
            "RMSProp", "SGD", "State", "Trainer", "UpdateRule", "Updater", "create", "get_updater",
-           "lr_scheduler", "momentum_scheduler", "register"]
+           "datasets", "lr_scheduler", "models", "momentum_scheduler", "register"]
