@@ -122,8 +122,8 @@ class Hyper:
         setattr(obj, self.slot, self.check(self.name, value))
 
 
-def array(name, x):
-    """Describe ``x`` or raise TypeError if mxopt cannot update it."""
+def float_array(name, x):
+    """Describe ``x``, a float NumPy or CUDA array (of any layout), or raise TypeError."""
     if isinstance(x, (np.matrix, np.ma.MaskedArray)):
         why = ("its mask would be ignored: masked entries would be updated too"
                if isinstance(x, np.ma.MaskedArray) else "np.matrix changes the shape of every operation")
@@ -136,6 +136,12 @@ def array(name, x):
             f"got {type(x).__name__}")
     if described.dtype not in _arrays.FLOAT_DTYPES:
         raise TypeError(f"{name} must have dtype float16, float32 or float64, got {described.dtype}")
+    return described
+
+
+def array(name, x):
+    """Describe ``x`` or raise TypeError/ValueError if mxopt cannot update it in place."""
+    described = float_array(name, x)
     if not described.contiguous:
         raise ValueError(f"{name} must be C-contiguous; pass a contiguous copy (np.ascontiguousarray)")
     return described
@@ -160,21 +166,33 @@ def writeable(name, described):
         raise ValueError(f"{name} is read-only; mxopt updates it in place")
 
 
-def disjoint(named):
-    """Check that no two of the ``(name, ArrayInfo)`` pairs share memory.
+def disjoint(named, read_only=()):
+    """Check that no array that is written shares memory with another array.
 
-    The kernels read and write every array element by element, in parallel:
+    ``named`` holds ``(name, ArrayInfo)`` pairs; the names in ``read_only``
+    (gradients) are only read, so two of them may share memory (one
+    gradient array given to two parameters of a list). Every other pair must
+    not: the kernels read and write every element in place, in parallel, so
     a gradient or a state that overlaps the weight (``b[1:]`` and
-    ``b[:-1]``, a float16 weight viewed inside its float32 master copy)
-    would be read after it was written, in an order that depends on the
-    threads.
+    ``b[:-1]``, a float16 weight viewed inside its float32 master copy), or
+    a parameter of a list that overlaps another's state, would be read after
+    it was written, in an order that depends on the threads.
+
+    The extents are swept in address order, so a list of ``n`` arrays costs
+    ``O(n log n)``, not ``n²`` comparisons.
     """
-    named = list(named)
-    for i, (name, a) in enumerate(named):
-        for other, b in named[:i]:
-            if a.overlaps(b):
-                raise ValueError(f"{name} shares memory with {other}; mxopt updates in place and "
+    items = sorted(((a.target, *a.extent, i, name) for i, (name, a) in enumerate(named)
+                    if a.extent[0] < a.extent[1]), key=lambda x: x[:4])
+    read_only = frozenset(read_only)
+    open_ = []  # (target, hi, order, name) of the arrays that may still reach the next ones
+    for target, lo, hi, order, name in items:
+        open_ = [o for o in open_ if o[0] == target and o[1] > lo]
+        for _, _, other_order, other in open_:
+            if not (name in read_only and other in read_only):
+                first, second = (other, name) if other_order < order else (name, other)
+                raise ValueError(f"{second} shares memory with {first}; mxopt updates in place and "
                                  "needs separate arrays (pass a copy)")
+        open_.append((target, hi, order, name))
 
 
 def step_scalars(scalars, names, dtype, off_when_infinite=()):

@@ -178,6 +178,10 @@ def dumps(optimizer, states, counts=None, num_update=None, dump_optimizer=False,
             entries.append({"key": key, "state": None})
             continue
         hosts = [np.array(_arrays.to_host(a), copy=True, order="C") for a in state.arrays]
+        for name, host in zip(state.names, hosts):
+            if not np.isfinite(host).all():  # the loader refuses these: say so now, not at load time
+                raise ValueError(f"state[{name!r}] of {key!r} holds NaN or infinity (a diverged update?); "
+                                 "a checkpoint holds finite numbers only")
         dtypes = {h.dtype for h in hosts}
         shapes = {h.shape for h in hosts}
         if len(dtypes) > 1 or len(shapes) > 1:
@@ -373,6 +377,8 @@ def _state_arrays(optimizer_name, key, spec, allowed, carried, tensors):
         if len(raw) != math.prod(shape) * want.itemsize:
             _fail(f"the tensor {tname!r} has {len(raw)} bytes for shape {shape}")
         array = np.frombuffer(raw, want).reshape(shape)
+        if not np.isfinite(array).all():
+            _fail(f"the tensor {tname!r} holds NaN or infinity")
         arrays.append(array if array.flags.writeable else array.copy())
     return names, arrays, scalars
 
@@ -434,7 +440,8 @@ def loads(data, optimizer):
         else:
             trial = optimizer
         rule_names = tuple(trial.rule.state_names)
-        allowed = (rule_names, rule_names + ("weight32",))
+        # A float32 master copy is kept only for float16 weights, which need multi_precision=True.
+        allowed = (rule_names, rule_names + ("weight32",)) if trial.multi_precision else (rule_names,)
         carried = dict(getattr(trial, "carried", {}) or {})
         states = {}
         for entry in entries:

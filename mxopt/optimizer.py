@@ -139,8 +139,14 @@ class Optimizer:
                  multi_precision=False, param_dict=None):
         if lr_scheduler is not None and not callable(lr_scheduler):
             raise TypeError(f"lr_scheduler must be callable, got {type(lr_scheduler).__name__}")
-        if lr_scheduler is not None and learning_rate is not None:
+        if learning_rate is not None:  # checked under the name the caller used (stored as ``lr``)
             learning_rate = _checks.at_least(0.0)("learning_rate", learning_rate)
+        if isinstance(multi_precision, np.bool_):
+            multi_precision = bool(multi_precision)
+        if not isinstance(multi_precision, bool):
+            raise TypeError(f"multi_precision must be True or False, got {type(multi_precision).__name__} "
+                            f"{multi_precision!r}")
+        if lr_scheduler is not None and learning_rate is not None:
             if not hasattr(lr_scheduler, "base_lr"):
                 raise ValueError(
                     f"learning_rate={learning_rate!r} was given with an lr_scheduler that has no base_lr, "
@@ -187,7 +193,7 @@ class Optimizer:
         self.rescale_grad = rescale_grad
         self.clip_gradient = clip_gradient
         self.lr_scheduler = lr_scheduler
-        self.multi_precision = bool(multi_precision)
+        self.multi_precision = multi_precision
         self.begin_num_update = begin_num_update
         self.num_update = self.begin_num_update
         self._index_update_count = {}
@@ -204,6 +210,18 @@ class Optimizer:
         return f"{type(self).__name__}(learning_rate={self.learning_rate!r}, wd={self.wd!r})"
 
     # -- copies: a fresh lock each; param_dict stays the caller's ----------
+    #: Tables an optimizer changes in place (update counts, multipliers): a
+    #: copy gets its own, so that updating one copy never counts for the other
+    #: and a Trainer given a copy cannot change the original's multipliers.
+    _OWN_TABLES = ("_index_update_count", "lr_mult", "wd_mult", "idx2name")
+
+    def __copy__(self):
+        new = type(self).__new__(type(self))
+        state = self.__getstate__()
+        state.update({name: dict(state[name]) for name in self._OWN_TABLES if name in state})
+        new.__setstate__(state)
+        return new
+
     def __getstate__(self):
         state = self.__dict__.copy()
         del state["_lock"]
@@ -263,9 +281,13 @@ class Optimizer:
             attrs, arg_names = self.sym_info
             for name in arg_names:
                 if name in attrs and sym_attr in attrs[name]:
-                    value = attrs[name][sym_attr]
-                    table[name] = _checks.multiplier(
-                        f"sym attribute {sym_attr} of {name!r}", float(value) if isinstance(value, str) else value)
+                    what, value = f"sym attribute {sym_attr} of {name!r}", attrs[name][sym_attr]
+                    if isinstance(value, str):  # MXNet stores attributes as strings
+                        try:
+                            value = float(value)
+                        except ValueError:
+                            raise ValueError(f"{what} must be a number, got {value!r}") from None
+                    table[name] = _checks.multiplier(what, value)
         for k, value in args.items():
             k = _checks.key(f"{label} key", k)
             table[k] = _checks.multiplier(f"{label}[{k!r}]", value)
@@ -361,15 +383,19 @@ class Optimizer:
 
     # -- the update ------------------------------------------------------------
     def _checked(self, index, rule, weight, grad, state):
-        """All checks of an update's arrays; returns (compute dtype, state arrays, master)."""
+        """All checks of one update's arrays but their overlaps.
+
+        Returns the compute dtype, the state arrays the rule reads, the
+        master copy (or None) and every array as ``(name, ArrayInfo)`` for
+        :func:`mxopt._checks.disjoint`.
+        """
         w = _checks.array("weight", weight)
         _checks.writeable("weight", w)
         described = [("weight", w), ("grad", _checks.same_layout("grad", grad, w, "weight"))]
         names = self.state_names(w.dtype)
         compute = self._compute_dtype(w.dtype)
         if state is None and not names and not self.carried:
-            _checks.disjoint(described)
-            return compute, (), None
+            return compute, (), None, described
         if not isinstance(state, State):
             hint = (f"; this optimizer needs the state arrays {names} now (was a hyperparameter such as "
                     "momentum changed after create_state?)") if state is None else ""
@@ -379,6 +405,11 @@ class Optimizer:
         if state.index != index:
             raise ValueError(f"state belongs to index {state.index!r}, not {index!r}")
         if state.names != names:
+            if {*state.names} ^ {*names} == {"weight32"}:
+                why = ("a float32 master copy, made for a float16 weight with multi_precision=True" if
+                       "weight32" in state.names else "no float32 master copy, which a float16 weight needs")
+                raise ValueError(f"state holds {why}; this weight is {w.dtype} (state {state.names}, "
+                                 f"needed {names})")
             raise ValueError(f"state holds {state.names}, this optimizer needs {names} "
                              "(was a hyperparameter such as momentum changed after create_state?)")
         if len(state.arrays) != len(names):
@@ -390,10 +421,9 @@ class Optimizer:
             got = _checks.same_layout(f"state[{name!r}]", arr, w, "weight", compute)
             _checks.writeable(f"state[{name!r}]", got)
             described.append((f"state[{name!r}]", got))
-        _checks.disjoint(described)
         arrays = state.arrays[: len(rule.state_names)]
         master = state["weight32"] if "weight32" in names else None
-        return compute, arrays, master
+        return compute, arrays, master, described
 
     def update(self, index, weight, grad, state):
         """Update ``weight`` (and ``state``) in place from ``grad``.
@@ -420,19 +450,22 @@ class Optimizer:
     def _update_all(self, items):
         """Check and plan every update, then launch them all, then count them."""
         with self._lock:
-            rule, plans, counts = self.rule, [], {}
+            rule, plans, counts, described = self.rule, [], {}, []
             for index, weight, grad, state in items:
                 index = _check_index(index)
                 if index in counts:
                     raise ValueError(f"index {index!r} appears twice in one update")
-                dtype, arrays, master = self._checked(index, rule, weight, grad, state)
+                dtype, arrays, master, arrays_of = self._checked(index, rule, weight, grad, state)
+                described += [(name if len(items) == 1 else f"{name} of index {index!r}", got)
+                              for name, got in arrays_of]
                 t = self._index_update_count.get(index, self.begin_num_update) + 1
                 if t > _checks.INT64_MAX:
                     raise ValueError(f"the update count of index {index!r} would pass {_checks.INT64_MAX}")
                 counts[index] = t
                 plans.append((index, t, dtype, weight, grad, state, arrays, master))
-            if len(plans) > 1:
-                _checks.disjoint((f"weight[{i}]", _arrays.info(p[3])) for i, p in enumerate(plans))
+            # No written array (weight, state) may share memory with any other array of the
+            # update, the other parameters' included; gradients are only read.
+            _checks.disjoint(described, read_only={name for name, _ in described if name.startswith("grad")})
             num_update = max([self.num_update, *counts.values()])
             launches = []
             for index, t, dtype, weight, grad, state, arrays, master in plans:
@@ -448,7 +481,14 @@ class Optimizer:
                     scalars = self.step_scalars(index=index, t=t, lr=lr, wd=wd, carried=new)
                 else:
                     scalars = self.step_scalars(index=index, t=t, lr=lr, wd=wd)
-                args = _checks.step_scalars(scalars, rule.scalar_names, dtype, self.off_when_infinite)
+                try:
+                    args = _checks.step_scalars(scalars, rule.scalar_names, dtype, self.off_when_infinite)
+                except ValueError as e:  # name what the user set: the scalars are computed from it
+                    source = (f"lr_scheduler({num_update})" if self.lr_scheduler is not None
+                              else f"learning_rate={self.lr!r}")
+                    raise ValueError(f"{e} [{type(self).__name__}'s update {t} of index {index!r}: learning rate "
+                                     f"{lr!r} from {source} × lr_mult, wd {wd!r} (wd × wd_mult), "
+                                     f"rescale_grad={self.rescale_grad!r}]") from None
                 launches.append((weight, grad, arrays, args, master, state, new))
             for weight, grad, arrays, args, master, state, new in launches:
                 _engine.launch(rule, weight, grad, arrays, args, master=master)

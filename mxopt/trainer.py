@@ -104,10 +104,7 @@ class Trainer:
         for name, p in named:
             if not isinstance(name, str):
                 raise TypeError(f"parameter names must be strings, got {name!r}")
-            described = _arrays.info(p)
-            if described is None or described.dtype not in _arrays.FLOAT_DTYPES:
-                raise TypeError(f"params[{name!r}] must be a float NumPy or CUDA array, got {type(p).__name__}")
-            infos[name] = described
+            infos[name] = _checks.float_array(f"params[{name!r}]", p)  # copied: any layout will do
         values = dict(named)
         first_name, first = named[0][0], infos[named[0][0]]
         for name, described in infos.items():
@@ -210,6 +207,10 @@ class Trainer:
         is a finite number > 0.
         """
         batch = _checks.at_least(0.0, strict=True)("batch_size", batch_size)
+        with self.optimizer._lock:  # rescale_grad is set for this step only: one step at a time
+            self._step(batch)
+
+    def _step(self, batch):
         rescale, before = self._scale / batch, self.optimizer.rescale_grad
         try:  # as the update will check it: > 0 and not rounding to 0 in the compute dtype
             self.optimizer.rescale_grad = rescale
@@ -223,7 +224,7 @@ class Trainer:
         try:  # one aggregated update: every group is checked before any weight changes
             self._updater(list(groups), [self.grad_data[start:stop] for start, stop, _ in self._groups],
                           [self.data[start:stop] for start, stop, _ in self._groups])
-        except (TypeError, ValueError):
+        except BaseException:
             self.optimizer.rescale_grad = before
             raise
 

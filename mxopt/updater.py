@@ -52,11 +52,12 @@ class Updater:
             indices = [_check_index(i) for i in index]
         else:
             indices, grad, weight = [_check_index(index)], [grad], [weight]
-        states = [self._state_for(i, w) for i, w in zip(indices, weight)]
-        self.optimizer.update(indices, list(weight), list(grad), states)
-        for i, state in zip(indices, states):
-            self.states[i] = state
-            self.states_synced[i] = True
+        with self.optimizer._lock:  # threads sharing this updater: one creates a new index's state
+            states = [self._state_for(i, w) for i, w in zip(indices, weight)]
+            self.optimizer.update(indices, list(weight), list(grad), states)
+            for i, state in zip(indices, states):
+                self.states[i] = state
+                self.states_synced[i] = True
 
     def _state_for(self, index, weight):
         """The state to use for ``index``: new, restored (on the weight's device) or current."""

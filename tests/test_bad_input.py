@@ -87,9 +87,11 @@ def test_state_from_changed_hyperparameter_is_rejected():
 
 
 @pytest.mark.parametrize("name, kwargs, word", [
-    ("sgd", {"learning_rate": -0.1}, "lr"),
-    ("sgd", {"learning_rate": float("nan")}, "lr"),
-    ("sgd", {"learning_rate": "0.1"}, "lr"),
+    ("sgd", {"learning_rate": -0.1}, "learning_rate"),
+    ("sgd", {"learning_rate": float("nan")}, "learning_rate"),
+    ("sgd", {"learning_rate": "0.1"}, "learning_rate"),
+    ("sgd", {"learning_rate": 10**400}, "learning_rate"),
+    ("sgd", {"multi_precision": "no"}, "multi_precision"),
     ("sgd", {"momentum": 1.0}, "momentum"),
     ("sgd", {"momentum": -0.1}, "momentum"),
     ("nag", {"momentum": 1.5}, "momentum"),
@@ -272,7 +274,7 @@ def test_clipping_off_is_infinite_and_allowed():
 
 
 @pytest.mark.parametrize("name, kwargs, word", [
-    ("sgd", {"learning_rate": 10 ** 400}, "lr"), ("sgd", {"wd": 10 ** 400}, "wd"),
+    ("sgd", {"learning_rate": 10 ** 400}, "learning_rate"), ("sgd", {"wd": 10 ** 400}, "wd"),
     ("sgd", {"rescale_grad": 10 ** 400}, "rescale_grad"), ("sgd", {"clip_gradient": 10 ** 400}, "clip_gradient"),
     ("sgd", {"begin_num_update": 10 ** 400}, "begin_num_update"),
     ("sgd", {"begin_num_update": 2 ** 63}, "begin_num_update"),
