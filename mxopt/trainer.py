@@ -111,6 +111,9 @@ class Trainer:
             if (described.target, described.dtype) != (first.target, first.dtype):
                 raise ValueError(f"params[{name!r}] is {described.dtype} on {described.target}, but "
                                  f"params[{first_name!r}] is {first.dtype} on {first.target}: one buffer needs one of each")
+        for label, table in (("optimizer_params", optimizer_params), ("lr_mult", lr_mult), ("wd_mult", wd_mult)):
+            if table is not None and not isinstance(table, Mapping):
+                raise TypeError(f"{label} must be a dict, got {type(table).__name__}")
         if isinstance(optimizer, Optimizer):
             if optimizer_params:
                 raise TypeError("optimizer_params are only used when optimizer is given by name")
@@ -272,6 +275,9 @@ class Trainer:
         unknown = sorted((set(loaded.states) | set(loaded.counts)) - set(shapes), key=str)
         if unknown:
             raise ValueError(f"{fail}it has parameters {unknown[:5]} that the Trainer does not have")
+        if loaded.hyper is not None and any(loaded.hyper[k] is not None for k in ("lr_mult", "wd_mult", "idx2name")):
+            raise ValueError(f"{fail}it holds multipliers by index (an Updater's get_states(dump_optimizer=True)); "
+                             "a Trainer's multipliers are its own lr_mult/wd_mult, by parameter name")
         if loaded.states:
             trial = copy.copy(self.optimizer)
             loaded.apply_hyper(trial)

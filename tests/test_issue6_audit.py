@@ -261,3 +261,23 @@ def test_concurrent_trainer_steps_keep_their_own_batch_size():
         t.join()
     # 20 steps each of 1, 1/2, 1/4, 1/8: all exact in float32
     np.testing.assert_array_equal(tr.params["w"], -20 * (1 + 0.5 + 0.25 + 0.125))
+
+
+def test_trainer_refuses_an_updaters_multipliers():
+    opt = mxopt.SGD(learning_rate=0.1)
+    opt.set_lr_mult({0: 0.0})
+    data = mxopt.get_updater(opt).get_states(dump_optimizer=True)  # no state yet: only hyperparameters
+    tr = mxopt.Trainer({"a": np.ones(3, np.float32)}, "sgd", {"learning_rate": 0.1})
+    before = frozen(tr.optimizer, tr.data)
+    with pytest.raises(ValueError, match="multipliers by index"):
+        tr.load_states(data)
+    same(before, frozen(tr.optimizer, tr.data))
+    tr.grads["a"][...] = 1
+    tr.step()
+    np.testing.assert_allclose(tr.params["a"], 0.9)  # "a" still trains
+
+
+@pytest.mark.parametrize("arg", ["optimizer_params", "lr_mult", "wd_mult"])
+def test_trainer_tables_must_be_dicts(arg):
+    with pytest.raises(TypeError, match=f"{arg} must be a dict"):
+        mxopt.Trainer({"a": np.ones(2, np.float32)}, "sgd", **{arg: [("a", 1.0)]})
