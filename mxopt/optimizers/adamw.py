@@ -18,8 +18,12 @@ rate, the bias correction folded in as in Adam. With ``g̃ = clip(r·g, c)``
     v ← β₂·v + (1 − β₂)·g̃²
     w ← w − η̂·(m/(√v + ε) + λ·w),   η̂ = η·√(1 − β₂ᵗ)/(1 − β₁ᵗ)  (η without correct_bias)
 
-So the decay is scaled by the learning rate (PyTorch does the same), and ε is
-not bias-corrected (as in MXNet's Adam).
+So the decay is scaled by the bias-corrected rate η̂, not by η: PyTorch's
+AdamW multiplies the weights by 1 − η·λ, a decay stronger than this one by
+the factor (1 − β₁ᵗ)/√(1 − β₂ᵗ) (about 3.2 at t = 1, 6.6 at t = 12, and 1
+only after a few thousand steps); the two agree when λ = 0 and ε = 0. ε is
+not bias-corrected (as in MXNet's Adam). The AdamW chapter compares the
+three forms.
 
 MXNet's op also takes ``rescale_grad`` as an array and skips the whole update
 when it is 0 or not finite, which is how its loss scaler drops a step with
