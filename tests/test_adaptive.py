@@ -491,16 +491,7 @@ def test_multi_precision_updates_a_float32_master(name, kwargs):
 
 
 cuda = pytest.importorskip("numba.cuda")
-
-
-def _run(name, kwargs, w, grads, on_gpu):
-    opt = mxopt.create(name, learning_rate=0.05, **kwargs)
-    w = cuda.to_device(w) if on_gpu else w.copy()
-    state = opt.create_state(0, w)
-    for g in grads:
-        opt.update(0, w, cuda.to_device(g) if on_gpu else g, state)
-    host = (lambda a: a.copy_to_host()) if on_gpu else (lambda a: a)
-    return host(w), [host(a) for a in state]
+from test_cuda import run as _run  # noqa: E402  (one CPU-vs-CUDA replay for every optimizer)
 
 
 @pytest.mark.cuda
