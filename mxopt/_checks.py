@@ -195,14 +195,15 @@ def disjoint(named, read_only=()):
         open_.append((target, hi, order, name))
 
 
-def step_scalars(scalars, names, dtype, off_when_infinite=()):
+def step_scalars(scalars, names, dtype, off_when_infinite=(), may_vanish=()):
     """The scalars ``names`` of ``scalars`` as ``dtype`` numbers, the dtype the update computes in.
 
     A value must be a real number, finite (``inf`` only for the names in
     ``off_when_infinite``, where it means "off", e.g. clip_gradient), and
     representable in ``dtype``: ``1e300`` overflows float32 and ``1e-300``
     rounds to 0 there, which would turn the update into NaN or into no
-    update at all.
+    update at all. The names in ``may_vanish`` may round to 0 (the step
+    sizes of a schedule that has decayed below the dtype's range).
     """
     dtype = np.dtype(dtype)
     args = []
@@ -218,7 +219,7 @@ def step_scalars(scalars, names, dtype, off_when_infinite=()):
             elif not np.isfinite(cast):
                 raise ValueError(f"{name}={value!r} overflows {dtype} (largest {float(np.finfo(dtype).max):.4g}), "
                                  "the dtype this weight's update computes in; use a smaller value or a wider dtype")
-            elif cast == 0 and value != 0:
+            elif cast == 0 and value != 0 and name not in may_vanish:
                 raise ValueError(f"{name}={value!r} rounds to 0 in {dtype} "
                                  f"(smallest {float(np.finfo(dtype).smallest_subnormal):.4g}), the dtype this "
                                  "weight's update computes in; use 0 or a larger value")

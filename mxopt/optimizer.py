@@ -478,17 +478,7 @@ class Optimizer:
                         raise TypeError(f"{type(self).__name__}.advance must return a dict, got {type(new).__name__}")
                     for name in self.carried:
                         _checks.finite(f"carried scalar {name!r} after update {t}", new.get(name))
-                    scalars = self.step_scalars(index=index, t=t, lr=lr, wd=wd, carried=new)
-                else:
-                    scalars = self.step_scalars(index=index, t=t, lr=lr, wd=wd)
-                try:
-                    args = _checks.step_scalars(scalars, rule.scalar_names, dtype, self.off_when_infinite)
-                except ValueError as e:  # name what the user set: the scalars are computed from it
-                    source = (f"lr_scheduler({num_update})" if self.lr_scheduler is not None
-                              else f"learning_rate={self.lr!r}")
-                    raise ValueError(f"{e} [{type(self).__name__}'s update {t} of index {index!r}: learning rate "
-                                     f"{lr!r} from {source} × lr_mult, wd {wd!r} (wd × wd_mult), "
-                                     f"rescale_grad={self.rescale_grad!r}]") from None
+                args = self._rule_scalars(rule, dtype, index, t, lr, wd, new, num_update)
                 launches.append((weight, grad, arrays, args, master, state, new))
             for weight, grad, arrays, args, master, state, new in launches:
                 _engine.launch(rule, weight, grad, arrays, args, master=master)
@@ -498,3 +488,29 @@ class Optimizer:
             self.num_update = num_update
 
     update_multi_precision = update
+
+    def _rule_scalars(self, rule, dtype, index, t, lr, wd, carried, num_update):
+        """The rule's per-step scalars, checked and converted to the compute ``dtype``."""
+        def scalars_at(lr):
+            extra = {} if carried is None else {"carried": carried}
+            return self.step_scalars(index=index, t=t, lr=lr, wd=wd, **extra)
+
+        scalars, names = scalars_at(lr), rule.scalar_names
+        try:
+            return _checks.step_scalars(scalars, names, dtype, self.off_when_infinite)
+        except ValueError as e:
+            error = e
+        if self.lr_scheduler is not None and lr > 0:
+            # A schedule that decays (Exp, or FactorScheduler with stop_factor_lr=0) ends below
+            # the dtype's range: the step sizes (the scalars that vanish with the learning rate)
+            # then round to 0, the step MXNet takes too. Every other scalar must still fit.
+            try:
+                at_zero = scalars_at(0.0)
+                vanish = {name for name in names if at_zero.get(name) == 0}
+                return _checks.step_scalars(scalars, names, dtype, self.off_when_infinite, vanish)
+            except (ArithmeticError, ValueError) as e:
+                error = e if isinstance(e, ValueError) else error
+        source = f"lr_scheduler({num_update})" if self.lr_scheduler is not None else f"learning_rate={self.lr!r}"
+        raise ValueError(f"{error} [{type(self).__name__}'s update {t} of index {index!r}: learning rate {lr!r} "
+                         f"from {source} × lr_mult, wd {wd!r} (wd × wd_mult), "
+                         f"rescale_grad={self.rescale_grad!r}]") from None

@@ -281,3 +281,29 @@ def test_trainer_refuses_an_updaters_multipliers():
 def test_trainer_tables_must_be_dicts(arg):
     with pytest.raises(TypeError, match=f"{arg} must be a dict"):
         mxopt.Trainer({"a": np.ones(2, np.float32)}, "sgd", **{arg: [("a", 1.0)]})
+
+
+@pytest.mark.parametrize("name, kwargs", CONFIGS, ids=[f"{n}{'-' + str(k) if k else ''}" for n, k in CONFIGS])
+def test_a_schedule_that_decays_below_float32_keeps_training(name, kwargs):
+    # 0.01·0.5^t is below float32's smallest subnormal from t = 143 on: the step
+    # sizes round to 0 (no step, as in MXNet) instead of stopping the training
+    opt = make(name, lr_scheduler=mxopt.lr_scheduler.Exp(base_lr=0.01, gamma=0.5), **kwargs)
+    w = np.ones(5, np.float32)
+    state = opt.create_state(0, w)
+    for _ in range(150):
+        opt.update(0, w, np.full(5, 0.5, np.float32), state)
+    if name != "adadelta":  # AdaDelta has no learning rate: it keeps stepping
+        settled = w.copy()
+        opt.update(0, w, np.full(5, 0.5, np.float32), state)
+        np.testing.assert_array_equal(w, settled)
+    assert opt.num_update == 150 + (name != "adadelta") and np.isfinite(w).all()
+    # what the user gives is still checked: a constant rate or a gradient scale that float32 cannot hold
+    for bad in ({"learning_rate": 1e-50}, {"rescale_grad": 1e-300, "lr_scheduler": mxopt.lr_scheduler.Exp()}):
+        opt = make(name, **kwargs, **bad)
+        w = np.ones(5, np.float32)
+        state = opt.create_state(0, w)
+        if name == "adadelta" and "learning_rate" in bad:
+            continue
+        with pytest.raises(ValueError, match="rounds to 0 in float32"):
+            opt.update(0, w, np.full(5, 0.5, np.float32), state)
+        np.testing.assert_array_equal(w, 1.0)
