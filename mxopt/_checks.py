@@ -102,6 +102,78 @@ def integer(lo, hi=INT64_MAX):
     return check
 
 
+class Checked:
+    """A public attribute whose every assignment is checked (``check(name, value)``).
+
+    The value lives in the instance's ``__dict__`` under the attribute's own
+    name, so ``vars(obj)``, copies and pickles see it as a plain attribute.
+    """
+
+    def __init__(self, check, doc=""):
+        self.check = check
+        self.__doc__ = doc
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(self.name) from None
+
+    def __set__(self, obj, value):
+        obj.__dict__[self.name] = self.check(self.name, value)
+
+
+def boolean(name, value):
+    """True or False (NumPy's bool too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def table(check_value, what="value"):
+    """A check for a dict from parameter key (int index or str name) to a value passing ``check_value``.
+
+    The dict itself is kept (not copied): MXNet code shares such tables.
+    """
+
+    def check(name, value):
+        if not isinstance(value, dict):
+            raise TypeError(f"{name} must be a dict from index or name to {what}, got {type(value).__name__}")
+        for k, v in value.items():
+            key(f"{name} key", k)
+            check_value(f"{name}[{k!r}]", v)
+        return value
+
+    return check
+
+
+def name_str(name, value):
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str name, got {type(value).__name__} {value!r}")
+    return value
+
+
+def gluon_parameter(name, value):
+    """An object with ``lr_mult`` and ``wd_mult`` (a Gluon Parameter), both valid multipliers."""
+    for attr in ("lr_mult", "wd_mult"):
+        if not hasattr(value, attr):
+            raise TypeError(f"{name} must have lr_mult and wd_mult attributes (a Gluon Parameter), "
+                            f"got {type(value).__name__}")
+        multiplier(f"{name}.{attr}", getattr(value, attr))
+    return value
+
+
+def optional_callable(name, value):
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable (a function of num_update) or None, got {type(value).__name__}")
+    return value
+
+
 class Hyper:
     """A hyperparameter attribute whose every assignment is checked."""
 

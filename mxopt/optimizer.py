@@ -73,6 +73,11 @@ _CLIP_NOTE = ("; use None to turn clipping off (MXNet 1.9.1 treats 0 and negativ
               "AdaGrad and Nadam, so mxopt refuses the ambiguous value)")
 
 
+_MULTIPLIERS = _checks.table(_checks.multiplier, "multiplier")
+_IDX2NAME = _checks.table(_checks.name_str, "name")
+_PARAM_DICT = _checks.table(_checks.gluon_parameter, "parameter")
+
+
 def _check_index(index):
     if isinstance(index, bool) or not isinstance(index, (int, np.integer, str)):
         raise TypeError(f"index must be an int or a str, got {type(index).__name__}")
@@ -134,18 +139,21 @@ class Optimizer:
                           "gradient clipping bound")
     begin_num_update = Hyper(_checks.integer(0), "update count to start from")
 
+    # Public attributes that MXNet code assigns directly (Gluon sets ``param_dict``), checked too.
+    lr_scheduler = _checks.Checked(_checks.optional_callable, "the learning-rate schedule, or None")
+    multi_precision = _checks.Checked(_checks.boolean, "keep a float32 master copy of float16 weights")
+    num_update = _checks.Checked(_checks.integer(0), "the largest update count of any index")
+    lr_mult = _checks.Checked(_MULTIPLIERS, "learning-rate multipliers by index or name")
+    wd_mult = _checks.Checked(_MULTIPLIERS, "weight-decay multipliers by index or name")
+    idx2name = _checks.Checked(_IDX2NAME, "parameter names by index")
+    param_dict = _checks.Checked(_PARAM_DICT, "Gluon parameters by index, whose lr_mult/wd_mult come first")
+
     def __init__(self, rescale_grad=1.0, param_idx2name=None, wd=0.0, clip_gradient=None,
                  learning_rate=None, lr_scheduler=None, sym=None, begin_num_update=0,
                  multi_precision=False, param_dict=None):
-        if lr_scheduler is not None and not callable(lr_scheduler):
-            raise TypeError(f"lr_scheduler must be callable, got {type(lr_scheduler).__name__}")
+        lr_scheduler = _checks.optional_callable("lr_scheduler", lr_scheduler)
         if learning_rate is not None:  # checked under the name the caller used (stored as ``lr``)
             learning_rate = _checks.at_least(0.0)("learning_rate", learning_rate)
-        if isinstance(multi_precision, np.bool_):
-            multi_precision = bool(multi_precision)
-        if not isinstance(multi_precision, bool):
-            raise TypeError(f"multi_precision must be True or False, got {type(multi_precision).__name__} "
-                            f"{multi_precision!r}")
         if lr_scheduler is not None and learning_rate is not None:
             if not hasattr(lr_scheduler, "base_lr"):
                 raise ValueError(
@@ -162,25 +170,8 @@ class Optimizer:
                     "one of them, or the same value")
         if learning_rate is None:
             learning_rate = getattr(lr_scheduler, "base_lr", self.default_learning_rate)
-        if param_idx2name is None:
-            param_idx2name = {}
-        if not isinstance(param_idx2name, dict):
-            raise TypeError(f"param_idx2name must be a dict from index to name, got {type(param_idx2name).__name__}")
-        for index, name in param_idx2name.items():
-            _checks.key("param_idx2name key", index)
-            if not isinstance(name, str):
-                raise TypeError(f"param_idx2name[{index!r}] must be a str name, got {type(name).__name__} {name!r}")
-        if param_dict is None:
-            param_dict = {}
-        if not isinstance(param_dict, dict):
-            raise TypeError(f"param_dict must be a dict from index to parameter, got {type(param_dict).__name__}")
-        for index, param in param_dict.items():
-            _checks.key("param_dict key", index)
-            for attr in ("lr_mult", "wd_mult"):
-                if not hasattr(param, attr):
-                    raise TypeError(f"param_dict[{index!r}] must have lr_mult and wd_mult attributes "
-                                    f"(a Gluon Parameter), got {type(param).__name__}")
-                _checks.multiplier(f"param_dict[{index!r}].{attr}", getattr(param, attr))
+        param_idx2name = _IDX2NAME("param_idx2name", {} if param_idx2name is None else param_idx2name)
+        param_dict = _PARAM_DICT("param_dict", {} if param_dict is None else param_dict)
         if sym is None:
             sym_info = ()
         elif callable(getattr(sym, "attr_dict", None)) and callable(getattr(sym, "list_arguments", None)):

@@ -307,3 +307,44 @@ def test_a_schedule_that_decays_below_float32_keeps_training(name, kwargs):
         with pytest.raises(ValueError, match="rounds to 0 in float32"):
             opt.update(0, w, np.full(5, 0.5, np.float32), state)
         np.testing.assert_array_equal(w, 1.0)
+
+
+class Param:
+    """A stand-in for a Gluon Parameter."""
+
+    def __init__(self, lr_mult=1.0, wd_mult=1.0):
+        self.lr_mult, self.wd_mult = lr_mult, wd_mult
+
+
+@pytest.mark.parametrize("attr, value, exc", [
+    ("lr_scheduler", 5, TypeError), ("multi_precision", "yes", TypeError), ("num_update", -5, ValueError),
+    ("num_update", "7", TypeError), ("num_update", 10 ** 400, ValueError), ("lr_mult", [1.0], TypeError),
+    ("lr_mult", {0: float("nan")}, ValueError), ("wd_mult", None, TypeError), ("wd_mult", {0.5: 1.0}, TypeError),
+    ("idx2name", {0: 5}, TypeError), ("param_dict", {0: 5}, TypeError),
+    ("param_dict", {0: Param(lr_mult=-1.0)}, ValueError)])
+def test_public_attributes_that_mxnet_code_assigns_are_checked(attr, value, exc):
+    # Gluon's Trainer assigns optimizer.param_dict; scripts assign num_update or lr_scheduler
+    opt = mxopt.SGD(momentum=0.9)
+    w = np.ones(3, np.float32)
+    state = opt.create_state(0, w)
+    opt.update(0, w, np.ones(3, np.float32), state)
+    before = frozen(opt, w, state)
+    old = getattr(opt, attr)
+    with pytest.raises(exc, match=attr):
+        setattr(opt, attr, value)
+    assert getattr(opt, attr) is old
+    opt.update(0, w, np.ones(3, np.float32), state)  # still usable
+    assert opt.num_update == before[0] + 1
+
+
+def test_assigned_param_dict_is_used_live_as_in_gluon():
+    opt = mxopt.SGD(learning_rate=0.5)
+    params = {0: Param(lr_mult=0.0)}
+    opt.param_dict = params
+    w = np.ones(2, np.float32)
+    opt.update(0, w, np.ones(2, np.float32), None)
+    np.testing.assert_array_equal(w, 1.0)
+    params[0].lr_mult = 1.0
+    opt.update(0, w, np.ones(2, np.float32), None)
+    np.testing.assert_array_equal(w, 0.5)
+    assert opt.param_dict is params and "param_dict" in vars(opt)
