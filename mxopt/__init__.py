@@ -11,7 +11,7 @@ the rule for the CPU and for CUDA GPUs.
 """
 from . import lr_scheduler
 from ._engine import UpdateRule
-from .optimizer import Optimizer, create, register
+from .optimizer import Optimizer, create, opt_registry, register
 from .state import State
 from .updater import Updater, get_updater
 from . import optimizers
@@ -24,4 +24,4 @@ __version__ = "0.1.0"
 
 __all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "NAG", "Nadam", "Optimizer",
            "RMSProp", "SGD", "State", "Trainer", "UpdateRule", "Updater", "create", "get_updater",
-           "datasets", "lr_scheduler", "models", "momentum_scheduler", "register"]
+           "datasets", "lr_scheduler", "models", "momentum_scheduler", "opt_registry", "register"]
