@@ -52,6 +52,16 @@ __all__ = [
     "run_optimizer",
     "train_regression",
     "regression_trajectory",
+    "left_bounds",
+    "final_gap",
+    "distance_to_minimum",
+    "escape_step",
+    "LearningRateSweep",
+    "sweep_learning_rates",
+    "ewa",
+    "step_lengths",
+    "epoch_means",
+    "last_epoch_gap",
 ]
 
 #: A run counts as diverged once any coordinate of the iterate exceeds this in
@@ -766,3 +776,241 @@ def regression_trajectory(
     return _minibatch_descent(
         opt_or_step, problem, epochs, batch_size, seed, start, dtype, limit, copy_optimizer, replacement
     )[0]
+
+
+# ---------------------------------------------------------------------------
+# Measurements of runs
+# ---------------------------------------------------------------------------
+
+
+def _path2d(path, name: str = "path") -> np.ndarray:
+    path = np.asarray(path, dtype=np.float64)
+    if path.ndim != 2 or path.shape[0] < 1:
+        raise ValueError(f"{name} must be an array of shape (steps + 1, n), got shape {path.shape}")
+    return path
+
+
+def left_bounds(path, problem) -> bool:
+    r"""Whether any point of ``path`` lies outside ``problem.bounds`` (the plotted region).
+
+    With bounds :math:`[x_0, x_1] \times [y_0, y_1]` this is true iff some row
+    :math:`(x_k, y_k)` has :math:`x_k \notin [x_0, x_1]` or :math:`y_k \notin [y_0, y_1]`.
+    A learning-rate sweep discards such runs (:func:`sweep_learning_rates`): a
+    run that wandered off the picture and came back may end low by luck.
+    A NaN coordinate counts as outside.
+
+    Example::
+
+        >>> q = Quadratic()                       # bounds (-4.5, 4.5) x (-2, 2)
+        >>> left_bounds(np.array([[-4.0, 1.5], [0.0, 0.0]]), q), left_bounds(np.array([[0.0, 2.5]]), q)
+        (False, True)
+    """
+    path = _path2d(path)
+    (x0, x1), (y0, y1) = problem.bounds
+    inside = (x0 <= path[:, 0]) & (path[:, 0] <= x1) & (y0 <= path[:, 1]) & (path[:, 1] <= y1)
+    return not bool(inside.all())
+
+
+def final_gap(problem, path) -> float:
+    r"""How far a run got: :math:`f(w_T) - f(w^\star)` at the last row of ``path``.
+
+    For a problem without a minimum (``problem.minimum is None``, the
+    :class:`Saddle`) it is instead :math:`|y_T|`, how far the escaping
+    coordinate got from the saddle point.
+
+    Example::
+
+        >>> final_gap(Quadratic(), np.array([[-4.0, 1.5], [1.0, 0.0]])), final_gap(Saddle(), np.array([[0.0, -2.0]]))
+        (0.5, 2.0)
+    """
+    path = _path2d(path)
+    if problem.minimum is None:
+        return float(abs(path[-1, 1]))
+    return problem.value(path[-1]) - problem.value(problem.minimum)
+
+
+def distance_to_minimum(problem, path) -> float:
+    r"""Euclidean distance :math:`\lVert w_T - w^\star \rVert` from the last row of ``path`` to ``problem.minimum``.
+
+    Example::
+
+        >>> distance_to_minimum(Rosenbrock(), np.array([[-1.5, 1.5], [1.0, 4.0]]))
+        3.0
+    """
+    path = _path2d(path)
+    if problem.minimum is None:
+        raise ValueError(f"problem {problem.name!r} has no minimum (use escape_step for a saddle)")
+    return float(np.linalg.norm(path[-1] - problem.minimum))
+
+
+def escape_step(path, threshold: float = 1.0) -> int | None:
+    r"""First step ``k`` with :math:`|y_k| >` ``threshold`` (the saddle's escaping coordinate), or None if never.
+
+    On the :class:`Saddle` :math:`x^2 - y^2` gradient descent multiplies
+    :math:`y` by :math:`1 + 2\eta` per step, so from :math:`y_0 = 10^{-3}` it
+    needs :math:`\lceil \ln(10^3) / \ln(1 + 2\eta) \rceil` steps to pass
+    :math:`|y| = 1`.
+
+    Example::
+
+        >>> from mxopt import SGD
+        >>> path = run_optimizer(SGD(learning_rate=0.1), Saddle(), steps=60)
+        >>> escape_step(path), int(np.ceil(np.log(1e3) / np.log(1.2)))
+        (38, 38)
+    """
+    beyond = np.abs(_path2d(path)[:, 1]) > threshold
+    return int(np.argmax(beyond)) if beyond.any() else None
+
+
+@dataclass(frozen=True)
+class LearningRateSweep:
+    """The runs of one optimizer at each learning rate of a grid (see :func:`sweep_learning_rates`).
+
+    ``gaps[i]`` is :func:`final_gap` of ``paths[i]``, the run at
+    ``learning_rates[i]``, or ``inf`` for a run discarded because it left the
+    plotted region.
+    """
+
+    learning_rates: np.ndarray
+    paths: tuple
+    gaps: np.ndarray
+
+    @property
+    def best_index(self) -> int:
+        """Index of the smallest gap (the first one on a tie)."""
+        return int(np.argmin(self.gaps))
+
+    @property
+    def best_rate(self) -> float:
+        return self.learning_rates[self.best_index]
+
+    @property
+    def best_gap(self) -> float:
+        return self.gaps[self.best_index]
+
+    @property
+    def best_path(self) -> np.ndarray:
+        return self.paths[self.best_index]
+
+
+def sweep_learning_rates(
+    make: Callable[[float], object], problem, learning_rates, steps: int = 200, *, within_bounds: bool = True
+) -> LearningRateSweep:
+    r"""Run ``make(lr)`` on ``problem`` for ``steps`` steps at every rate of ``learning_rates``; keep what each reached.
+
+    Each run is :func:`run_optimizer` ``(make(lr), problem, steps=steps)``; its
+    score is :func:`final_gap` :math:`f(w_T) - f^\star`.  With
+    ``within_bounds`` (the default) a run that :func:`left_bounds` scores
+    ``inf``, so the best rate is the best among the runs that stayed in the
+    picture — the rate one would pick by looking at the plots.
+
+    Example::
+
+        >>> from mxopt import SGD
+        >>> s = sweep_learning_rates(lambda lr: SGD(learning_rate=lr), Quadratic(), [0.01, 0.05, 0.09, 0.2], steps=50)
+        >>> float(s.best_rate), bool(np.isinf(s.gaps[-1]))      # 0.2 > 2 / h_max = 0.1: it diverges
+        (0.09, True)
+    """
+    learning_rates = np.asarray(learning_rates, dtype=np.float64).reshape(-1)
+    if learning_rates.size == 0:
+        raise ValueError("learning_rates must hold at least one rate")
+    paths = tuple(run_optimizer(make(lr), problem, steps=steps) for lr in learning_rates)
+    gaps = np.array([np.inf if within_bounds and left_bounds(p, problem) else final_gap(problem, p) for p in paths])
+    return LearningRateSweep(learning_rates, paths, gaps)
+
+
+def ewa(x, beta: float) -> np.ndarray:
+    r"""Exponentially weighted average along the last axis of ``x``, started at zero.
+
+    .. math::
+        s_t = \beta\, s_{t-1} + (1 - \beta)\, x_t, \qquad s_0 = 0,
+        \qquad\text{so}\qquad s_t = (1 - \beta) \sum_{i=1}^{t} \beta^{t-i} x_i .
+
+    Entry ``t - 1`` of the result is :math:`s_t`.  For a constant
+    :math:`x_t = c` it is :math:`(1 - \beta^t)\, c`: the bias towards zero that
+    Adam's correction removes (Kingma & Ba, "Adam: A Method for Stochastic
+    Optimization", ICLR 2015, §3).
+
+    Example::
+
+        >>> ewa(np.full(3, 2.0), 0.5)                      # (1 - 0.5^t) * 2
+        array([1.  , 1.5 , 1.75])
+    """
+    beta = float(beta)
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must lie in [0, 1], got {beta}")
+    x = np.asarray(x, dtype=np.float64)
+    s = np.zeros(x.shape[:-1])
+    out = np.empty_like(x)
+    for t in range(x.shape[-1]):
+        s = beta * s + (1 - beta) * x[..., t]
+        out[..., t] = s
+    return out
+
+
+def step_lengths(opt, grads) -> np.ndarray:
+    r"""Step lengths :math:`|w_t - w_{t-1}|` of ``opt`` on one coordinate fed the gradients ``grads`` in turn.
+
+    The weight is a float64 array of one entry, started at 0; update ``t``
+    (entry ``t - 1`` of the result) receives ``grads[t - 1]`` whatever the
+    weight is, so this isolates how an optimizer turns a gradient *sequence*
+    into steps (a constant gradient, a drop, a spike).  ``opt`` is used as
+    given (its update counter advances).
+
+    Example::
+
+        >>> from mxopt import SGD
+        >>> step_lengths(SGD(learning_rate=0.1), [1.0, -2.0, 0.5])
+        array([0.1 , 0.2 , 0.05])
+    """
+    grads = np.asarray(grads, dtype=np.float64).reshape(-1)
+    w = np.zeros(1)
+    state = opt.create_state(0, w)
+    out = np.empty(len(grads))
+    for i, g in enumerate(grads):
+        before = w[0]
+        opt.update(0, w, np.array([g]), state)
+        out[i] = abs(w[0] - before)
+    return out
+
+
+def _epochs(history, steps_per_epoch: int) -> np.ndarray:
+    history = np.asarray(history, dtype=np.float64).reshape(-1)
+    if int(steps_per_epoch) != steps_per_epoch or steps_per_epoch < 1:
+        raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch}")
+    if (len(history) - 1) % steps_per_epoch:
+        raise ValueError(f"history must hold 1 + a whole number of epochs of {steps_per_epoch} steps, got {len(history)} entries")
+    return history
+
+
+def epoch_means(history, steps_per_epoch: int) -> np.ndarray:
+    r"""Mean of a per-step loss history over each epoch: entry ``e`` is the mean of entries ``1 + e n .. (e + 1) n``.
+
+    ``history`` is what :func:`train_regression` returns (entry 0, the loss at
+    the start, belongs to no epoch) and ``n = steps_per_epoch``.  Averaging
+    over an epoch smooths out the mini-batch noise of the per-step values.
+
+    Example::
+
+        >>> epoch_means([9.0, 4.0, 2.0, 1.0, 1.0], 2)
+        array([3., 1.])
+    """
+    history = _epochs(history, steps_per_epoch)
+    return history[1:].reshape(-1, int(steps_per_epoch)).mean(axis=1)
+
+
+def last_epoch_gap(history, steps_per_epoch: int, f_star: float) -> float:
+    r"""Mean loss over the last epoch minus the optimum :math:`f^\star`, or ``inf`` if the run diverged.
+
+    This is the score a learning-rate search on :func:`train_regression`
+    minimises: :math:`\frac1n \sum_{k=T-n+1}^{T} f(w_k) - f^\star` with
+    ``n = steps_per_epoch``; a diverged run (NaN entries) scores ``inf``.
+
+    Example::
+
+        >>> last_epoch_gap([9.0, 4.0, 2.0, 1.5, 0.5], 2, 0.5), last_epoch_gap([9.0, np.nan, np.nan], 1, 0.0)
+        (0.5, inf)
+    """
+    history = _epochs(history, steps_per_epoch)
+    gap = float(np.mean(history[-int(steps_per_epoch) :]) - f_star)
+    return gap if np.isfinite(gap) else np.inf

@@ -228,3 +228,80 @@ def test_plot_rate_check_divides_out_the_predicted_rate():
     np.testing.assert_allclose(ax.lines[1].get_ydata(), 1 + 0.25 * t[1:], rtol=1e-12)
     assert legend_texts(ax) == ["simple root", "double root", r"$\propto t$"]
     assert len(plot.plot_rate_check(errors, {"simple root": rho, "double root": rho}, reference=False).lines) == 2
+
+
+def test_blitted_frames_match_a_full_redraw():
+    """PathAnimation draws the static picture once; each frame must look like a full draw of that frame."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    q = Quadratic()
+    anim = plot.animate_trajectories(q, paths(q, steps=60), frames=12)
+    assert isinstance(anim, plot.PathAnimation) and anim.n_frames == 12
+    frames = list(anim.iter_frames())
+    assert len(frames) == 12 and all(f.dtype == np.uint8 and f.ndim == 3 for f in frames)
+    jpeg = anim.frames_jpeg()
+    assert len(jpeg) == 12 and Image.open(BytesIO(jpeg[0])).size == frames[0].shape[1::-1]
+    k = 7
+    anim.draw_frame(k)
+    for artist in anim.moving:
+        artist.set_animated(False)
+    buffer = BytesIO()
+    anim._fig.savefig(buffer, format="png")
+    full = np.asarray(Image.open(buffer).convert("RGB"))
+    assert frames[k].shape == full.shape
+
+    def mismatch(image):
+        return (image != full).any(axis=2).mean()
+
+    # Only the hollow start circles differ: the trails, drawn after them, now cover their centres.
+    assert mismatch(frames[k]) < 0.002 and all(mismatch(frames[j]) > 5 * mismatch(frames[k]) for j in (0, k - 1, 11))
+
+
+def test_animation_html_is_fast():
+    import time
+
+    q = Quadratic()
+    runs = paths(q, steps=150)
+    anim = plot.animate_trajectories(q, runs)
+    start = time.perf_counter()
+    html = plot.animation_html(anim)
+    seconds = time.perf_counter() - start
+    assert html.count("data:image/jpeg;base64") == plot.MAX_FRAMES
+    assert seconds < 8.0, f"{plot.MAX_FRAMES} blitted frames took {seconds:.1f} s (a full redraw per frame takes ~20 s)"
+
+
+def test_plot_fit_histories_draws_loss_and_accuracy_panels():
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    runs = {
+        "a": SimpleNamespace(step_loss=np.linspace(2, 0.2, 60) + 0.05 * rng.random(60), test_accuracy=np.linspace(0.1, 0.9, 4)),
+        "b": SimpleNamespace(step_loss=np.linspace(2, 0.5, 60), test_accuracy=np.linspace(0.1, 0.7, 4)),
+    }
+    fig = plot.plot_fit_histories(runs, steps_per_epoch=20, title="toy", test_images=99)
+    loss_ax, acc_ax = fig.axes
+    assert len(loss_ax.lines) == 4 and len(acc_ax.lines) == 2  # faint + smoothed per run; one accuracy line per run
+    assert loss_ax.get_title() == "toy: training loss" and acc_ax.get_title() == "accuracy on the 99 test images"
+    np.testing.assert_array_equal(acc_ax.lines[0].get_xdata(), np.arange(4))
+    np.testing.assert_array_equal(acc_ax.lines[1].get_ydata(), runs["b"].test_accuracy)
+    assert acc_ax.lines[0].get_color() == loss_ax.lines[1].get_color() == plot.PALETTE[0]
+    assert [t.get_text() for t in acc_ax.get_legend().get_texts()] == ["a", "b"]
+    assert loss_ax.get_xlabel() == "update (20 per epoch)"
+    plt.close(fig)
+
+
+def test_annotated_heatmap_writes_one_note_per_cell():
+    values = np.array([[0.3, 0.2, 0.1], [0.9, 0.4, 0.6]])
+    image = plot.annotated_heatmap(values, ["r0", "r1"], ["c0", "c1", "c2"], color_values=np.log10(values),
+                                   text=lambda i, j: f"{i}{j}", dark_above=0.5, vmin=-1, vmax=0)
+    ax = image.axes
+    assert [t.get_text() for t in ax.texts] == ["00", "01", "02", "10", "11", "12"]
+    assert [t.get_color() for t in ax.texts] == ["black"] * 3 + ["white", "black", "white"]
+    np.testing.assert_allclose(image.get_array(), np.log10(values))
+    assert image.get_clim() == (-1, 0)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["r0", "r1"]
+    with pytest.raises(ValueError, match="shape"):
+        plot.annotated_heatmap(values, ["r0"], ["c0", "c1", "c2"])
+    plt.close(ax.figure)

@@ -470,3 +470,100 @@ def test_stationary_covariance_rejects_bad_arguments(regression):
             regression.sgd_stationary_covariance(0.1, B)
     with pytest.raises(ValueError, match="stationary"):
         regression.sgd_stationary_covariance(3.0)        # beyond 2/L: the mean itself diverges
+
+
+# ---------------------------------------------------------------------------
+# Measurements of runs (helpers shared by the chapters)
+# ---------------------------------------------------------------------------
+
+import mxopt  # noqa: E402
+from mxopt import problems  # noqa: E402
+
+
+def test_left_bounds_checks_every_point_against_the_box():
+    q = Quadratic()  # (-4.5, 4.5) x (-2, 2)
+    inside = np.array([[-4.5, -2.0], [4.5, 2.0], [0.0, 0.0]])
+    assert not problems.left_bounds(inside, q)
+    for outside in ([5.0, 0.0], [0.0, -2.1], [-4.6, 0.0], [0.0, np.nan]):
+        assert problems.left_bounds(np.vstack([inside, outside]), q), outside
+    # out and back in: still counts
+    assert problems.left_bounds(np.array([[0.0, 0.0], [0.0, 3.0], [0.0, 0.0]]), q)
+    with pytest.raises(ValueError, match="path"):
+        problems.left_bounds(np.zeros(2), q)
+
+
+def test_final_gap_distance_and_escape_step():
+    q, s, r = Quadratic(a=1.0, b=20.0), Saddle(), Rosenbrock()
+    path = np.array([[-4.0, 1.5], [2.0, 0.1]])
+    assert problems.final_gap(q, path) == pytest.approx(0.5 * (4.0 + 20.0 * 0.01))
+    assert problems.final_gap(s, np.array([[0.0, 0.0], [1.0, -0.7]])) == 0.7  # no minimum: |y_T|
+    assert problems.distance_to_minimum(r, np.array([[0.0, 0.0], [4.0, 5.0]])) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="no minimum"):
+        problems.distance_to_minimum(s, path)
+    # gradient descent on the saddle: |y| grows by 1 + 2 lr per step from 1e-3
+    for lr in (0.05, 0.1, 0.2):
+        gd = run_optimizer(mxopt.SGD(learning_rate=lr), s, steps=200)
+        expected = int(np.ceil(np.log(1e3) / np.log(1 + 2 * lr)))
+        assert problems.escape_step(gd) == expected
+        assert problems.escape_step(gd, threshold=1e9) is None
+
+
+def test_sweep_learning_rates_keeps_paths_and_discards_runs_that_left_the_box():
+    q = Quadratic()
+    lrs = [0.001, 0.02, 0.09, 0.11]  # 0.11 > 2 / h_max = 0.1 diverges
+    sweep = problems.sweep_learning_rates(lambda lr: mxopt.SGD(learning_rate=lr), q, lrs, steps=60)
+    assert len(sweep.paths) == 4 and all(p.shape == (61, 2) for p in sweep.paths)
+    for lr, path, gap in zip(lrs, sweep.paths, sweep.gaps):
+        np.testing.assert_array_equal(path, run_optimizer(mxopt.SGD(learning_rate=lr), q, steps=60))
+        assert gap == (np.inf if problems.left_bounds(path, q) else problems.final_gap(q, path))
+    assert np.isinf(sweep.gaps[3]) and np.all(np.isfinite(sweep.gaps[:3]))
+    assert sweep.best_index == int(np.argmin(sweep.gaps)) == 2 and sweep.best_rate == 0.09
+    assert sweep.best_gap == sweep.gaps[2] and sweep.best_path is sweep.paths[2]
+    # without the box rule the diverged run is scored by where it stopped
+    loose = problems.sweep_learning_rates(lambda lr: mxopt.SGD(learning_rate=lr), q, lrs, steps=60, within_bounds=False)
+    assert np.isfinite(loose.gaps).all() and loose.gaps[3] > 1.0
+    with pytest.raises(ValueError, match="learning_rates"):
+        problems.sweep_learning_rates(lambda lr: mxopt.SGD(learning_rate=lr), q, [])
+
+
+def test_ewa_matches_the_closed_form_and_works_along_the_last_axis():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 40))
+    beta = 0.9
+    s = problems.ewa(x, beta)
+    t = np.arange(1, 41)
+    closed = np.array([[(1 - beta) * np.sum(beta ** (k - np.arange(1, k + 1)) * row[:k]) for k in t] for row in x])
+    np.testing.assert_allclose(s, closed, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(problems.ewa(x[1], beta), s[1])
+    np.testing.assert_allclose(problems.ewa(np.full(40, 3.0), 0.999), (1 - 0.999**t) * 3.0, rtol=1e-12)
+    np.testing.assert_array_equal(problems.ewa(x, 0.0), x)  # beta = 0: no memory
+    with pytest.raises(ValueError, match="beta"):
+        problems.ewa(x, 1.5)
+
+
+def test_step_lengths_of_sgd_and_adam():
+    grads = np.array([1.0, -2.0, 0.5, 0.0])
+    np.testing.assert_allclose(problems.step_lengths(mxopt.SGD(learning_rate=0.1), grads), 0.1 * np.abs(grads), rtol=1e-15)
+    # Adam with eps = 0 under a constant gradient: eta_hat_t * (1 - b1^t) / sqrt(1 - b2^t) = eta at every step
+    steps = problems.step_lengths(mxopt.Adam(learning_rate=1e-3, epsilon=0.0), np.full(50, -7.0))
+    np.testing.assert_allclose(steps, 1e-3, rtol=1e-12)
+    opt = mxopt.SGD(learning_rate=0.1)
+    problems.step_lengths(opt, grads)
+    assert opt.num_update == len(grads)  # the optimizer itself was driven
+
+
+def test_epoch_means_and_last_epoch_gap():
+    history = np.array([10.0, 4.0, 2.0, 3.0, 1.0, 0.5, 0.5])
+    np.testing.assert_allclose(problems.epoch_means(history, 2), [3.0, 2.0, 0.5])
+    np.testing.assert_allclose(problems.epoch_means(history, 3), [3.0, 2.0 / 3.0])
+    assert problems.last_epoch_gap(history, 2, 0.25) == 0.25
+    assert problems.last_epoch_gap(np.array([1.0, np.nan, np.nan]), 2, 0.0) == np.inf
+    reg = make_regression(n_samples=64, n_features=2, seed=1)
+    h = train_regression(mxopt.SGD(learning_rate=0.05), reg, epochs=3, batch_size=16, seed=0)
+    n = reg.n_batches(16)
+    np.testing.assert_allclose(problems.epoch_means(h, n)[-1] - 0.1, problems.last_epoch_gap(h, n, 0.1), rtol=1e-12)
+    for bad in (0, 2.5):
+        with pytest.raises(ValueError, match="steps_per_epoch"):
+            problems.epoch_means(history, bad)
+    with pytest.raises(ValueError, match="whole number of epochs"):
+        problems.epoch_means(history, 4)
