@@ -9,7 +9,9 @@ figure, which Jupyter shows inline.  Nothing here calls ``plt.show()``.
 
 Animations are drawn on a bare :class:`~matplotlib.figure.Figure` that pyplot
 does not know about, so a notebook shows only the animation (via
-:func:`animation_html`), never a stray static copy.
+:func:`animation_html`), never a stray static copy.  They are rendered by
+blitting: the contour map is drawn once and each frame only adds the moving
+paths (:class:`PathAnimation`).
 
 Colours follow the Okabe–Ito palette, which stays distinguishable under the
 common forms of colour blindness (M. Okabe and K. Ito, "Color Universal

@@ -1,6 +1,6 @@
 """Small optimisation problems for the guide, and drivers that record what an optimizer does on them.
 
-Three kinds of object live here:
+Four kinds of object live here:
 
 * **2-D test functions** (:class:`Quadratic`, :class:`Rosenbrock`, :class:`Beale`,
   :class:`Saddle`): classic surfaces on which the path of an optimizer can be
@@ -14,6 +14,12 @@ Three kinds of object live here:
   ``create_state`` / ``update``), :func:`train_regression` and
   :func:`regression_trajectory` (mini-batch training on a
   :class:`LinearRegression`).
+* **Measurements** of what a run did, shared by the chapters:
+  :func:`final_gap`, :func:`distance_to_minimum`, :func:`escape_step`,
+  :func:`left_bounds`, :func:`sweep_learning_rates` (the best learning rate
+  of an optimizer over a grid), :func:`step_lengths` (how an optimizer turns
+  a gradient sequence into steps), :func:`ewa`, :func:`epoch_means` and
+  :func:`last_epoch_gap`.
 
 Every problem follows the same small protocol, so the drivers and
 :mod:`mxopt.plot` accept any of them::
