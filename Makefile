@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test venv demo site serve test-unit test-cuda test-notebooks test-site browser-deps bench clean
+.PHONY: run test venv demo executed site serve test-unit test-cuda test-notebooks test-site browser-deps bench clean
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -20,17 +20,24 @@ demo: venv
 
 run: serve
 
-# The guide: notebooks executed afresh at every build (mkdocs-jupyter's cache is
-# off); MathJax is copied into the site from the pip package of the docs extra
-# (tools/mathjax_files.py), so the build downloads nothing.
+# The guide: tools/execute_notebooks.py executes the notebooks, JOBS at a time,
+# into .cache/executed/ and reuses a copy only while its key (the notebook, every
+# file of mxopt/, the installed versions) is unchanged; mkdocs builds the pages
+# from those copies (the hook refuses a missing or stale one). MathJax is copied
+# into the site from the pip package of the docs extra (tools/mathjax_files.py),
+# so the build downloads nothing.
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs
+JOBS   ?= $(shell nproc 2>/dev/null || echo 2)
+PORT   ?= 8000
 
-site: venv
-	rm -rf .cache/mkdocs-jupyter
+executed: venv
+	$(PY) tools/execute_notebooks.py --jobs $(JOBS)
+
+site: executed
 	$(MKDOCS) build --strict --clean
 
 serve: site
-	$(PY) tools/serve.py --dir site --port 8000
+	$(PY) tools/serve.py --dir site --port $(PORT)
 
 # Headless Chromium for the browser test: Debian's package, installed when
 # missing and possible; otherwise tests/test_site.py skips its browser tests.
@@ -60,8 +67,14 @@ test-unit: venv
 test-cuda: venv
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests -m cuda
 
+# The notebooks are tests: nbval runs each one in a fresh kernel and fails the
+# cell that raises (an assert included; --nbval-lax compares no outputs). The
+# plugin tools/nbval_executed.py keeps what nbval executed as the site's executed
+# copies, so test-site's `make site` finds them current and executes nothing
+# again; hence the inline backend (PNG figures, drawn by Agg) that the pages need.
 test-notebooks: venv
-	MPLBACKEND=Agg $(PY) -m pytest -q -n 2 --dist loadscope --nbval-lax notebooks
+	MPLBACKEND=module://matplotlib_inline.backend_inline $(PY) -m pytest -q -n 2 --dist loadscope \
+	  --nbval-lax -p tools.nbval_executed notebooks
 
 test-site: venv browser-deps site
 	MXOPT_SITE_DIR=site $(PY) -m pytest -q -m browser tests/test_site.py

@@ -1,12 +1,14 @@
 """The guide as a reader sees it: the built site, opened in headless Chromium.
 
 The site is built once per test session, from the notebooks and package in
-this tree (the notebooks are executed by the build):
+this tree; its notebook pages come from the executed copies that
+tools/execute_notebooks.py keeps in ``.cache/executed/`` (reused only while
+the notebook, the package and the installed versions are unchanged):
 
 * ``make test-site`` builds it with ``make site`` and passes the folder in
   ``MXOPT_SITE_DIR``; the tests refuse a folder older than any of its sources;
-* otherwise the ``site`` fixture runs ``mkdocs build --strict`` into a
-  temporary folder.
+* otherwise the ``site`` fixture brings the executed copies up to date and
+  runs ``mkdocs build --strict`` into a temporary folder.
 
 The site is served on 127.0.0.1 (an ephemeral port) and every page is opened
 in Chromium, driven by Playwright with the system's browser (no
@@ -49,7 +51,10 @@ CHROMIUM_FLAGS = [
     "--disable-quic",
 ]
 # Inputs of the site: a prebuilt site older than any of them is stale.
-SOURCES = ["mkdocs.yml", "docs", "notebooks", "mxopt", "tools/mkdocs_hooks.py", "tools/mathjax_files.py"]
+SOURCES = [
+    "mkdocs.yml", "docs", "notebooks", "mxopt",
+    "tools/mkdocs_hooks.py", "tools/mathjax_files.py", "tools/execute_notebooks.py",
+]
 NOT_SOURCES = {"vendor", "__pycache__", ".ipynb_checkpoints"}
 
 # What the site's MathJax typesets (docs/javascripts/mathjax-config.js).
@@ -129,6 +134,11 @@ def site(tmp_path_factory) -> Path:
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
     env["NO_MKDOCS_2_WARNING"] = "1"
     proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "execute_notebooks.py")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600,
+    )
+    assert proc.returncode == 0, f"executing the notebooks failed:\n{(proc.stdout + proc.stderr)[-6000:]}"
+    proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
         cwd=ROOT,
         env=env,
@@ -177,9 +187,15 @@ def test_every_nav_page_is_built(site):
 
 @pytest.mark.browser
 def test_notebook_pages_are_freshly_executed(site):
-    """Every notebook page shows outputs, though the notebooks are stored without them."""
+    """Every notebook page shows the outputs of the notebook's current executed
+    copy, though the notebooks are stored without them; the copy offered for
+    download next to the page is the stored notebook."""
+    import execute_notebooks
+
+    environment = execute_notebooks.environment_inputs()
     for src in NOTEBOOKS:
-        stored = json.loads((ROOT / src).read_text())
+        stored_bytes = (ROOT / src).read_bytes()
+        stored = json.loads(stored_bytes)
         code = [c for c in stored["cells"] if c["cell_type"] == "code"]
         html = (site / _page_dir(src) / "index.html").read_text()
         if code:
@@ -189,6 +205,17 @@ def test_notebook_pages_are_freshly_executed(site):
             )
         for cell in code:
             assert not cell.get("outputs"), f"{src} is stored with outputs; clear them before committing"
+        # the page was built from the executed copy, which is current
+        copy = execute_notebooks.executed_copy(ROOT / src, environment)
+        executed = json.loads(copy.read_text())
+        figures = sum(
+            "image/png" in out.get("data", {})
+            for cell in executed["cells"] if cell["cell_type"] == "code"
+            for out in cell["outputs"]
+        )
+        assert html.count('src="data:image/png;base64,') >= figures > 0, f"{src}: figures of {copy} missing"
+        download = site / _page_dir(src) / Path(src).name
+        assert download.read_bytes() == stored_bytes, f"{src}: the download is not the stored notebook"
 
 
 def _resource_urls(soup) -> list[tuple[str, str]]:

@@ -4,17 +4,29 @@ They keep the site self-contained and its notebook pages fresh and correct.
 
 ``on_config``
     makes sure the pinned MathJax package is installed (see
-    tools/mathjax_files.py); refuses to build with mkdocs-jupyter's cache
-    switched on (its cache key is the notebook file alone, so a change in the
-    imported ``mxopt`` package would silently reuse old outputs); lets the
-    notebooks' kernels draw their figures inline even if the calling shell set
-    ``MPLBACKEND``; and gives those kernels CurveZMQ keys, which silences
-    ipykernel's "running over TCP without encryption" warning.
+    tools/mathjax_files.py) and that mkdocs-jupyter neither executes the
+    notebooks nor caches its pages (its cache key is the stored notebook alone,
+    so it would serve old outputs after a change in the ``mxopt`` package).
 
 ``on_files``
     adds MathJax, from the installed package, to the files of the site
     (served under ``vendor/mathjax/``): the build copies it, nothing is
-    downloaded and nothing is written into docs/.
+    downloaded and nothing is written into docs/.  It also checks that every
+    notebook page has a current executed copy (tools/execute_notebooks.py:
+    ``.cache/executed/``, keyed on the notebook, the package's sources and the
+    installed versions) and fails the build, naming the notebooks and the
+    command to run, when one is missing or stale.
+
+``on_pre_page``, on notebook pages
+    builds the page from the notebook's executed copy (checked again, when the
+    page is rendered, against the current key) instead of the stored notebook,
+    which has no outputs; the download button and the copy next to the page
+    remain the stored notebook, without outputs.  nbconvert's HTML of each
+    executed copy is kept in ``.cache/pages/``, keyed on the copy's bytes,
+    mkdocs-jupyter's settings and every installed version, so a build with
+    nothing changed converts nothing; ``on_post_build`` removes the entries
+    the build did not use, and fails the build if the package or an installed
+    version changed while it ran.
 
 ``on_page_content``, on notebook pages
     * removes the parts of nbconvert's HTML that would load code from other
@@ -40,6 +52,8 @@ They keep the site self-contained and its notebook pages fresh and correct.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -55,6 +69,7 @@ from mkdocs.utils import get_relative_url
 _TOOLS = str(Path(__file__).resolve().parent)
 if _TOOLS not in sys.path:
     sys.path.insert(0, _TOOLS)
+import execute_notebooks  # noqa: E402  (tools/execute_notebooks.py)
 import mathjax_files  # noqa: E402  (tools/mathjax_files.py)
 
 log = logging.getLogger("mkdocs.hooks.mxopt")
@@ -106,51 +121,117 @@ def on_config(config):
     jupyter = config.plugins.get("mkdocs-jupyter")
     if jupyter is None:
         raise PluginError("mkdocs.yml must enable the mkdocs-jupyter plugin")
+    if jupyter.config.get("execute", False):
+        raise PluginError(
+            "the notebooks are executed by tools/execute_notebooks.py (cached, in "
+            "parallel) and the pages built from its copies; keep `execute: false` "
+            "for mkdocs-jupyter in mkdocs.yml"
+        )
     if jupyter.config.get("cache", False):
         raise PluginError(
-            "mkdocs-jupyter's cache is keyed on the notebook file alone and would "
+            "mkdocs-jupyter's cache is keyed on the stored notebook alone and would "
             "serve stale outputs after a change in the mxopt package; keep "
-            "`cache: false` in mkdocs.yml"
+            "`cache: false` in mkdocs.yml (tools/execute_notebooks.py caches the "
+            "executions, keyed on everything they depend on)"
         )
-
-    # ipykernel picks the inline backend only when MPLBACKEND is unset; with
-    # e.g. MPLBACKEND=Agg inherited from the shell, the pages get no figures.
-    if os.environ.pop("MPLBACKEND", None) is not None:
-        log.info("mxopt hooks: ignoring MPLBACKEND so notebook figures render inline")
-
-    _quiet_kernel_transport()
     return config
 
 
-def _quiet_kernel_transport():
-    """Let jupyter_client give the executing kernels CurveZMQ keys.
+# What, besides the notebook, the executed copies depend on (their key's other
+# inputs), taken at the start of each build.
+_ENVIRONMENT: dict[str, dict] = {}
+_RUN_EXECUTOR = "make site, or .venv/bin/python tools/execute_notebooks.py"
 
-    Without keys, recent ipykernel prints "WARNING | Kernel is running over TCP
-    without encryption" for every notebook of the build.  jupyter_client can
-    provision the keys itself (``KernelManager.transport_encryption = "auto"``)
-    for kernels that declare support; mkdocs-jupyter builds its nbconvert
-    configuration in ``get_nbconvert_app``, so we add the setting there.
-    Skipped where libzmq lacks Curve or the option does not exist.
-    """
+
+def on_pre_build(config):
+    _ENVIRONMENT["inputs"] = execute_notebooks.environment_inputs()
+    _USED_PAGES.clear()
+
+
+def on_post_build(config):
+    """Forget the pages no build uses any more; fail the build if the package or
+    an installed version changed while it ran."""
+    if PAGE_CACHE.is_dir() and _USED_PAGES:
+        for old in PAGE_CACHE.glob("*.html"):
+            if old not in _USED_PAGES:
+                old.unlink(missing_ok=True)
+    _USED_PAGES.clear()
+    now = execute_notebooks.environment_inputs()
+    if now != _ENVIRONMENT["inputs"]:
+        changed = execute_notebooks.describe_changes({"notebook": None, **_ENVIRONMENT["inputs"]}, {"notebook": None, **now})
+        raise PluginError(
+            f"{changed} changed during the build, so its notebook pages may be stale; "
+            f"build again ({_RUN_EXECUTOR})"
+        )
+
+
+def _notebook(file) -> Path | None:
+    """The stored notebook behind a page of mkdocs-jupyter, or None for other files."""
+    if not file.src_uri.endswith(".ipynb") or not file.is_documentation_page():
+        return None
+    return Path(os.path.realpath(file.abs_src_path))
+
+
+def _executed_copy(notebook: Path) -> Path:
+    """The notebook's executed copy, checked again as the page is rendered
+    (the package and versions are checked once more after the build)."""
     try:
-        import zmq
-        from jupyter_client.manager import KernelManager
-        from mkdocs_jupyter import nbconvert2
-    except ImportError:
-        return
-    if not zmq.has("curve") or not KernelManager.class_traits().get("transport_encryption"):
-        return
-    original = nbconvert2.get_nbconvert_app
-    if getattr(original, "_mxopt_wrapped", False):
-        return
+        return execute_notebooks.executed_copy(notebook, _ENVIRONMENT["inputs"])
+    except execute_notebooks.StaleCopy as err:
+        raise PluginError(
+            f"no current executed copy of {notebook.name} ({err.reason}); "
+            f"execute the notebooks first: {_RUN_EXECUTOR}"
+        ) from None
 
-    def get_nbconvert_app(*args, **kwargs):
-        app = original(*args, **kwargs)
-        app.config.KernelManager.transport_encryption = "auto"
-        return app
 
-    get_nbconvert_app._mxopt_wrapped = True
-    nbconvert2.get_nbconvert_app = get_nbconvert_app
+def on_pre_page(page, config, files):
+    """Render a notebook page from its executed copy (mkdocs-jupyter reads the
+    notebook at ``page.file.abs_src_path`` while it renders; the stored
+    notebook's path is back in place for everything else: links, download)."""
+    notebook = _notebook(page.file)
+    if notebook is None:
+        return page
+    render = page.render
+    plugin = config.plugins["mkdocs-jupyter"].config
+
+    def render_executed(config, files):
+        copy = _executed_copy(notebook)
+        cached = _page_cache_path(copy, plugin)
+        _USED_PAGES.add(cached)
+        if cached.is_file() and plugin["ignore_h1_titles"]:  # (else the page's title comes from the render)
+            page.content = cached.read_text(encoding="utf-8")
+            return  # (on_page_content rebuilds the table of contents from it)
+        stored = page.file.abs_src_path
+        page.file.abs_src_path = str(copy)
+        try:
+            render(config, files)
+        finally:
+            page.file.abs_src_path = stored
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f".{cached.name}.{os.getpid()}.tmp")
+        tmp.write_text(page.content, encoding="utf-8")
+        os.replace(tmp, cached)
+
+    page.render = render_executed
+    return page
+
+
+# nbconvert's HTML of each executed copy, reused while the copy, the plugin's
+# settings and every installed version (nbconvert, mkdocs-jupyter, Pygments, ...)
+# are unchanged; entries no build used are removed after the build.
+PAGE_CACHE = execute_notebooks.ROOT / ".cache" / "pages"
+_USED_PAGES: set[Path] = set()
+
+
+def _page_cache_path(copy: Path, plugin) -> Path:
+    h = hashlib.sha256()
+    for part in (
+        copy.read_bytes(),
+        json.dumps(dict(plugin), sort_keys=True, default=repr).encode(),
+        json.dumps(_ENVIRONMENT["inputs"]["versions"], sort_keys=True).encode(),
+    ):
+        h.update(hashlib.sha256(part).digest())
+    return PAGE_CACHE / f"{copy.stem}-{h.hexdigest()[:32]}.html"
 
 
 def on_page_content(html, page, config, files):
@@ -240,7 +321,22 @@ def _relative_link(match, page, by_path: dict[str, File]) -> str:
 
 
 def on_files(files, config):
-    """Add MathJax, from the installed package, to the files the build copies."""
+    """Add MathJax, from the installed package, to the files the build copies;
+    check that every notebook page has a current executed copy."""
+    stale = []
+    for file in files:
+        notebook = _notebook(file)
+        if notebook is not None:
+            reason = execute_notebooks.stale_reason(notebook, _ENVIRONMENT["inputs"])
+            if reason is not None:
+                stale.append(f"  {notebook.name}: {reason}")
+    if stale:
+        raise PluginError(
+            "these notebooks have no current executed copy in "
+            f"{os.path.relpath(execute_notebooks.CACHE, execute_notebooks.ROOT)}/ and the site is never "
+            f"built from unexecuted or stale notebooks:\n" + "\n".join(stale)
+            + f"\nexecute them first: {_RUN_EXECUTOR}"
+        )
     for src_uri, path in mathjax_files.site_files().items():
         stale = files.get_file_from_path(src_uri)
         if stale is not None:  # e.g. an old docs/vendor/mathjax copy
