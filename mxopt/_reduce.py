@@ -1,0 +1,463 @@
+"""Reduce, then update: the engine of the layer-wise optimizers.
+
+LARS, LAMB and GroupAdaGrad scale each parameter's (or each row's) step by a
+quantity of the whole parameter: ‖w‖ and ‖g‖, ‖w‖ and ‖r‖, the mean of g²
+over a row. A :class:`LayerwiseRule` writes such an optimizer as three plain
+Python functions, compiled like the element-wise rules of
+:mod:`mxopt._engine` for the CPU and for CUDA:
+
+``summands(w, g, *state, *scalars) -> (x_1, ..., x_q)``
+    per element: the values summed over each segment (``w*w``, ``g*g``);
+    one value, not a tuple, when ``q == 1``.
+``segment(*sums, count, *segment_state, *segment_inputs, *scalars) -> (*segment_state, *values)``
+    per segment: turns its sums into the values the element pass reads
+    (LARS's layer learning rate, LAMB's trust ratio), and may update a
+    per-segment state (GroupAdaGrad's row history). ``count`` is the number
+    of elements in the segment; ``segment_inputs`` are per-segment constants
+    (LARS's "apply the trust ratio" flag, from the parameter's name).
+``update(w, g, *state, *segment values, *scalars) -> (w, *state)``
+    per element, like an element-wise rule, reading its own segment's values.
+
+A *segment* is a run of consecutive elements of the flat buffer: a whole
+parameter (LARS, LAMB) or one row of a parameter (GroupAdaGrad). A
+:class:`Plan` cuts every segment into chunks of at most :data:`CHUNK`
+elements; every pass loops over chunks, so a Trainer's thousand parameters
+take three launches (reduce, segment, update), whatever their number, and a
+single huge parameter still spreads over every core or multiprocessor.
+
+Summation order. On the CPU each chunk is summed sequentially, in element
+order, in the compute dtype, and a segment's chunk sums are added in chunk
+order: for a segment of at most :data:`CHUNK` elements that is exactly the
+loop of MXNet 1.9.1's ``multi_sum_sq`` (LARS), and with ``compensated=True``
+the Kahan loop of its ``sum`` reducer (``mean``, used by GroupAdaGrad). The
+order does not depend on the number of threads. On CUDA a block sums a chunk
+as a tree, so the last bit may differ from the CPU.
+
+Traffic. The reduce pass only reads; the update pass recomputes whatever it
+needs from the state (LAMB recomputes Adam's step ``r`` instead of storing
+it), so a layer-wise step reads its arrays twice and writes them once, with
+no full-size temporary.
+"""
+from __future__ import annotations
+
+import inspect
+import warnings
+
+import numba
+import numpy as np
+from numba.core.errors import NumbaPerformanceWarning
+
+from . import _arrays
+from ._engine import _compile
+
+#: Elements per chunk: the unit of parallel work and of MXNet-exact sequential summation.
+CHUNK = 4096
+
+#: CUDA threads per block of the reduce pass (a power of two, for the tree).
+_CUDA_THREADS = 256
+
+_RESERVED = {"c", "i", "s", "k", "zero", "kernel", "prange", "cuda", "np", "w16", "count",
+             "summands", "segment", "update", "chunk_start", "chunk_stop", "chunk_seg", "seg_first",
+             "seg_count", "tid", "buf", "step"}
+
+
+def _params(fn):
+    return list(inspect.signature(fn).parameters)
+
+
+class LayerwiseRule:
+    """An update that needs per-segment sums: ``summands``, ``segment`` and ``update`` (module doc).
+
+    Args:
+      summands, segment, update: the three scalar functions.
+      n_state: element-wise state arrays (after ``w, g`` in ``summands`` and ``update``).
+      sums: names of the values ``summands`` returns, as ``segment`` names its arguments.
+      segment_state: per-segment state arrays ``segment`` reads and returns first.
+      segment_inputs: per-segment constants ``segment`` reads.
+      values: names of what ``segment`` returns after its state.
+      compensated: Kahan summation within a chunk (MXNet's ``sum`` reducer).
+    """
+
+    def __init__(self, summands, segment, update, n_state, sums, segment_state=(), segment_inputs=(),
+                 values=(), compensated=False):
+        self.summands, self.segment, self.update = summands, segment, update
+        self.sums, self.segment_state = tuple(sums), tuple(segment_state)
+        self.segment_inputs, self.values = tuple(segment_inputs), tuple(values)
+        self.compensated = bool(compensated)
+        up, red, seg = _params(update), _params(summands), _params(segment)
+        if len(up) < 2 + n_state or red[: 2 + n_state] != up[: 2 + n_state]:
+            raise TypeError(f"{summands.__name__} and {update.__name__} need the same (w, g, {n_state} state) first")
+        self.arrays = up[: 2 + n_state]
+        self.state_names = tuple(up[2: 2 + n_state])
+        per_segment = set(self.segment_state) | set(self.values)
+        self.update_segment = tuple(p for p in up[2 + n_state:] if p in per_segment)
+        self._update_scalars = tuple(p for p in up[2 + n_state:] if p not in per_segment)
+        self._summand_scalars = tuple(red[2 + n_state:])
+        known = set(self.sums) | {"count"} | set(self.segment_state) | set(self.segment_inputs)
+        self._segment_args = tuple(p for p in seg if p in known)
+        self._segment_scalars = tuple(p for p in seg if p not in known)
+        missing = set(self.sums) | set(self.segment_state) | set(self.segment_inputs)
+        missing -= set(seg)
+        if missing:
+            raise TypeError(f"{segment.__name__} does not take {sorted(missing)}")
+        every = [*self.arrays, *self.sums, *self.segment_state, *self.segment_inputs, *self.values,
+                 *self._summand_scalars, *self._segment_scalars, *self._update_scalars]
+        clash = _RESERVED.intersection(every)
+        if clash:
+            raise TypeError(f"layer-wise rule uses reserved names {sorted(clash)}")
+        names = []
+        for p in (*self._summand_scalars, *self._segment_scalars, *self._update_scalars):
+            if p not in names:
+                names.append(p)
+        #: Every per-step scalar any of the three functions reads, in a fixed order.
+        self.scalar_names = tuple(names)
+        self._kernels = {}
+
+    def __repr__(self):
+        return f"LayerwiseRule({self.update.__name__}, sums={self.sums}, state={self.state_names})"
+
+    # -- code generation --------------------------------------------------------------------------
+    def source(self, target, multi_precision=False):
+        """The Python source of the three kernels for ``target`` (shown in the guide)."""
+        return "\n".join(self._source(part, target, multi_precision) for part in ("reduce", "segment", "update"))
+
+    def _source(self, part, target, multi_precision=False):
+        cpu = target == _arrays.CPU
+        arrays = ", ".join(self.arrays)
+        g = self.arrays[1]
+        load = [f"{a}[i]" for a in self.arrays]
+        if multi_precision:
+            load[1] = f"np.float32({g}[i])"
+        if part == "reduce":
+            parts = ", ".join(f"part_{n}" for n in self.sums)
+            scal = ", ".join(self._summand_scalars)
+            xs = ", ".join(f"x_{n}" for n in self.sums)
+            head = f"def kernel({arrays}, {parts}, chunk_start, chunk_stop, zero{', ' + scal if scal else ''}):"
+            call = f"summands({', '.join(load)}{', ' + scal if scal else ''})"
+            if cpu:
+                body = ["    for c in prange(chunk_start.shape[0]):"]
+                body += [f"        acc_{n} = zero" for n in self.sums]
+                if self.compensated:
+                    body += [f"        res_{n} = zero" for n in self.sums]
+                body += ["        for i in range(chunk_start[c], chunk_stop[c]):", f"            {xs} = {call}"]
+                body += [line for n in self.sums for line in self._accumulate(n, "            ")]
+                body += [f"        part_{n}[c] = acc_{n}" for n in self.sums]
+            else:
+                body = ["    tid = cuda.threadIdx.x"]
+                body += [f"    buf_{n} = cuda.shared.array(THREADS, DTYPE)" for n in self.sums]
+                body += ["    for c in range(cuda.blockIdx.x, chunk_start.shape[0], cuda.gridDim.x):"]
+                body += [f"        acc_{n} = zero" for n in self.sums]
+                if self.compensated:
+                    body += [f"        res_{n} = zero" for n in self.sums]
+                body += ["        for i in range(chunk_start[c] + tid, chunk_stop[c], THREADS):",
+                         f"            {xs} = {call}"]
+                body += [line for n in self.sums for line in self._accumulate(n, "            ")]
+                body += [f"        buf_{n}[tid] = acc_{n}" for n in self.sums]
+                body += ["        cuda.syncthreads()", "        step = THREADS // 2", "        while step > 0:",
+                         "            if tid < step:"]
+                body += [f"                buf_{n}[tid] += buf_{n}[tid + step]" for n in self.sums]
+                body += ["            cuda.syncthreads()", "            step //= 2", "        if tid == 0:"]
+                body += [f"            part_{n}[c] = buf_{n}[0]" for n in self.sums]
+                body += ["        cuda.syncthreads()"]
+            return "\n".join([head, *body]) + "\n"
+        if part == "segment":
+            parts = ", ".join(f"part_{n}" for n in self.sums)
+            segs = [f"seg_{n}" for n in (*self.segment_state, *self.segment_inputs, *self.values)]
+            scal = ", ".join(self._segment_scalars)
+            head = (f"def kernel({parts}, seg_first, seg_count, {', '.join(segs) + ', ' if segs else ''}zero"
+                    f"{', ' + scal if scal else ''}):")
+            loop = "prange(seg_count.shape[0])" if cpu else \
+                "range(cuda.grid(1), seg_count.shape[0], cuda.gridsize(1))"
+            body = [f"    for s in {loop}:"]
+            body += [f"        {n} = zero" for n in self.sums]
+            body += ["        for k in range(seg_first[s], seg_first[s + 1]):"]
+            body += [f"            {n} = {n} + part_{n}[k]" for n in self.sums]
+            args = []
+            for p in self._segment_args:
+                args.append("seg_count[s]" if p == "count" else (p if p in self.sums else f"seg_{p}[s]"))
+            outs = [f"seg_{n}[s]" for n in (*self.segment_state, *self.values)]
+            body += [f"        {', '.join(outs)}{',' if len(outs) == 1 else ''} = "
+                     f"segment({', '.join(args)}{', ' + scal if scal else ''})"]
+            return "\n".join([head, *body]) + "\n"
+        # update
+        w, *_ = self.arrays
+        written = [w, *self.state_names]
+        segs = ", ".join(f"seg_{n}" for n in self.update_segment)
+        scal = ", ".join(self._update_scalars)
+        head = (f"def kernel({'w16, ' if multi_precision else ''}{arrays}, {segs + ', ' if segs else ''}"
+                f"chunk_start, chunk_stop, chunk_seg{', ' + scal if scal else ''}):")
+        if cpu:
+            body = ["    for c in prange(chunk_start.shape[0]):", "        s = chunk_seg[c]"]
+            inner = "        for i in range(chunk_start[c], chunk_stop[c]):"
+        else:
+            body = ["    for c in range(cuda.blockIdx.x, chunk_start.shape[0], cuda.gridDim.x):",
+                    "        s = chunk_seg[c]"]
+            inner = "        for i in range(chunk_start[c] + cuda.threadIdx.x, chunk_stop[c], cuda.blockDim.x):"
+        body += [f"        v_{n} = seg_{n}[s]" for n in self.update_segment]
+        vals = [f"v_{n}" for n in self.update_segment]
+        body += [inner, f"            {', '.join(f'{a}[i]' for a in written)}{',' if len(written) == 1 else ''} = "
+                        f"update({', '.join(load + vals)}{', ' + scal if scal else ''})"]
+        if multi_precision:
+            body += [f"            w16[i] = {w}[i]"]
+        return "\n".join([head, *body]) + "\n"
+
+    def _accumulate(self, n, pad):
+        if not self.compensated:
+            return [f"{pad}acc_{n} = acc_{n} + x_{n}"]
+        # Kahan's compensated sum, as MXNet's ``sum`` reducer (an infinite sum drops the residual).
+        return [f"{pad}y_{n} = x_{n} - res_{n}", f"{pad}t_{n} = acc_{n} + y_{n}",
+                f"{pad}if math.isinf(t_{n}):", f"{pad}    res_{n} = zero", f"{pad}else:",
+                f"{pad}    res_{n} = (t_{n} - acc_{n}) - y_{n}", f"{pad}acc_{n} = t_{n}"]
+
+    def kernel(self, part, target, multi_precision=False, parallel=True, dtype=np.float32):
+        key = (part, target, multi_precision, parallel and target == _arrays.CPU,
+               np.dtype(dtype) if target == _arrays.CUDA and part == "reduce" else None)
+        if key not in self._kernels:
+            self._kernels[key] = self._build(*key)
+        return self._kernels[key]
+
+    def _build(self, part, target, multi_precision, parallel, dtype):
+        import math
+
+        fns = {"summands": self.summands, "segment": self.segment, "update": self.update}
+        namespace = {name: _compile(fn, target) for name, fn in fns.items()}
+        namespace.update(np=np, math=math, prange=numba.prange)
+        if target == _arrays.CPU:
+            exec(self._source(part, target), namespace)  # noqa: S102 - our own template
+            return numba.njit(parallel=parallel, error_model="numpy")(namespace["kernel"])
+        from numba import cuda
+
+        namespace.update(cuda=cuda, THREADS=_CUDA_THREADS if not _simulated() else 8,
+                         DTYPE=numba.from_dtype(dtype) if dtype is not None else None)
+        exec(self._source(part, target, multi_precision), namespace)  # noqa: S102
+        return cuda.jit(namespace["kernel"])
+
+
+def _simulated():
+    from numba import config
+
+    return bool(config.ENABLE_CUDASIM)
+
+
+# -- the plan: segments cut into chunks ------------------------------------------------------------
+class Plan:
+    """Segments of a flat buffer cut into chunks of at most :data:`CHUNK` elements.
+
+    ``starts``/``counts`` give each segment's first element and length, in
+    buffer order. The arrays are what the kernels read: ``chunk_start``,
+    ``chunk_stop``, ``chunk_seg`` (its segment) and ``seg_first`` (a
+    segment's chunks are ``seg_first[s]:seg_first[s+1]``); ``seg_count``
+    (float, in the compute dtype) is made per dtype by :meth:`count`.
+    """
+
+    def __init__(self, starts, counts, chunk=CHUNK):
+        starts = np.asarray(starts, np.int64)
+        counts = np.asarray(counts, np.int64)
+        per = -(-counts // chunk)  # chunks per segment; 0 for an empty segment
+        self.n_segments = len(counts)
+        self.size = int(counts.sum())
+        self.seg_first = np.zeros(len(counts) + 1, np.int64)
+        np.cumsum(per, out=self.seg_first[1:])
+        n = int(self.seg_first[-1])
+        self.chunk_seg = np.repeat(np.arange(len(counts), dtype=np.int64), per)
+        within = np.arange(n, dtype=np.int64) - self.seg_first[:-1][self.chunk_seg]
+        self.chunk_start = starts[self.chunk_seg] + within * chunk
+        self.chunk_stop = np.minimum(self.chunk_start + chunk, (starts + counts)[self.chunk_seg])
+        self.counts = counts
+        self._cache = {}
+
+    @property
+    def n_chunks(self):
+        return len(self.chunk_seg)
+
+    def arrays(self, target, dtype):
+        """The plan's arrays (and ``seg_count`` in ``dtype``) on ``target``, made once."""
+        key = (target, np.dtype(dtype))
+        if key not in self._cache:
+            host = {"chunk_start": self.chunk_start, "chunk_stop": self.chunk_stop, "chunk_seg": self.chunk_seg,
+                    "seg_first": self.seg_first, "seg_count": self.counts.astype(dtype)}
+            if target == _arrays.CUDA:
+                from numba import cuda
+
+                host = {k: cuda.to_device(v) for k, v in host.items()}
+            self._cache[key] = host
+        return self._cache[key]
+
+
+def _cuda_grid(n):
+    if _simulated():
+        return max(1, min(n, 4))
+    from ._engine import _multiprocessors
+    from numba import cuda
+
+    return max(1, min(n, _multiprocessors(cuda.get_current_device().id) * 32))
+
+
+def launch(rule, plan, weight, grad, state, segment_state, segment_inputs, args, master=None, counter=None):
+    """Reduce, then update: three launches over ``plan``, in place.
+
+    ``state`` are the element-wise state arrays, ``segment_state`` the
+    per-segment ones (length ``plan.n_segments``, written), ``segment_inputs``
+    per-segment constants (host NumPy arrays; moved to the device here and
+    cached with the plan), ``args`` the rule's scalars in the order of
+    ``rule.scalar_names`` (already in the compute dtype). ``master`` is the
+    float32 master copy of a float16 weight.
+    """
+    if plan.size == 0:
+        return
+    target = _arrays.target_of(weight)
+    args = dict(zip(rule.scalar_names, args))
+    summand_args = [args[n] for n in rule._summand_scalars]
+    segment_args = [args[n] for n in rule._segment_scalars]
+    update_args = [args[n] for n in rule._update_scalars]
+    if target == _arrays.CPU:
+        w = weight.reshape(-1) if master is None else master.reshape(-1)
+        g = grad.reshape(-1) if master is None else grad.reshape(-1).astype(np.float32)
+        dtype = w.dtype
+        zero = dtype.type(0)
+        arrays = [w, g, *(a.reshape(-1) for a in state)]
+        p = plan.arrays(target, dtype)
+        parts = [np.empty(plan.n_chunks, dtype) for _ in rule.sums]
+        values = [np.empty(plan.n_segments, dtype) for _ in rule.values]
+        seg_state = [a.reshape(-1) for a in segment_state]
+        seg_in = [np.asarray(a, dtype) for a in segment_inputs]
+        parallel = plan.size >= _CPU_PARALLEL_THRESHOLD()
+        rule.kernel("reduce", target, parallel=parallel)(*arrays, *parts, p["chunk_start"], p["chunk_stop"],
+                                                          zero, *summand_args)
+        rule.kernel("segment", target, parallel=parallel and plan.n_segments > 1024)(
+            *parts, p["seg_first"], p["seg_count"], *seg_state, *seg_in, *values, zero, *segment_args)
+        by_name = dict(zip((*rule.segment_state, *rule.values), (*seg_state, *values)))
+        rule.kernel("update", target, parallel=parallel)(
+            *arrays, *(by_name[n] for n in rule.update_segment), p["chunk_start"], p["chunk_stop"],
+            p["chunk_seg"], *update_args)
+        if counter is not None:
+            counter(3)
+        if master is not None:
+            np.copyto(weight, master, casting="same_kind")
+        return
+    from numba import cuda
+
+    flats = [_arrays.flat(a) for a in (weight, grad, *state)]
+    if master is not None:
+        flats.insert(0, _arrays.flat(master))  # the rule's w is the master copy
+        w16, flats = flats[1], [flats[0], *flats[2:]]
+    dtype = np.dtype(flats[0].dtype)
+    stream = _arrays.stream_of(weight)
+    p = plan.arrays(target, dtype)
+    key = ("inputs", target, dtype)
+    if key not in plan._cache:
+        plan._cache[key] = {}
+    seg_in = []
+    for k, a in enumerate(segment_inputs):
+        host = np.ascontiguousarray(a, dtype)
+        cached = plan._cache[key].get(k)
+        if cached is None or not np.array_equal(cached[0], host):
+            cached = (host, cuda.to_device(host))
+            plan._cache[key][k] = cached
+        seg_in.append(cached[1])
+    parts = [cuda.device_array(plan.n_chunks, dtype, stream=stream) for _ in rule.sums]
+    values = [cuda.device_array(plan.n_segments, dtype, stream=stream) for _ in rule.values]
+    seg_state = [_arrays.flat(a) for a in segment_state]
+    zero = dtype.type(0)
+    threads = 8 if _simulated() else _CUDA_THREADS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NumbaPerformanceWarning)
+        rule.kernel("reduce", target, dtype=dtype)[_cuda_grid(plan.n_chunks), threads, stream](
+            *flats, *parts, p["chunk_start"], p["chunk_stop"], zero, *summand_args)
+        seg_threads = 8 if _simulated() else 256
+        rule.kernel("segment", target)[max(1, min(-(-plan.n_segments // seg_threads), 1024)), seg_threads, stream](
+            *parts, p["seg_first"], p["seg_count"], *seg_state, *seg_in, *values, zero, *segment_args)
+        by_name = dict(zip((*rule.segment_state, *rule.values), (*seg_state, *values)))
+        upd = rule.kernel("update", target, multi_precision=master is not None)
+        head = [w16] if master is not None else []
+        upd[_cuda_grid(plan.n_chunks), threads, stream](
+            *head, *flats, *(by_name[n] for n in rule.update_segment), p["chunk_start"], p["chunk_stop"],
+            p["chunk_seg"], *update_args)
+    if counter is not None:
+        counter(3)
+
+
+def _CPU_PARALLEL_THRESHOLD():  # noqa: N802 - read at call time, so tests may lower it
+    from . import _engine
+
+    return _engine.CPU_PARALLEL_THRESHOLD
+
+
+# -- one array's sum of squares (LBSGD's 'lars' strategy) -------------------------------------------
+def _keep(total, count):
+    return total
+
+
+def _unchanged(w, g):
+    return w
+
+
+def _sum_squares_summand(w, g):
+    return w * w
+
+
+_SQUARES = LayerwiseRule(_sum_squares_summand, _keep, _unchanged, 0, ("total",), values=("total_out",))
+
+
+def sum_squares(array) -> float:
+    """``Σ x²`` over every element of ``array`` (NumPy or CUDA), as a Python float.
+
+    Summed in the array's dtype (float32 for float16) in :data:`CHUNK`-element
+    chunks, each in element order, and the chunk sums in order: for an array
+    of at most :data:`CHUNK` elements on the CPU this is a plain sequential
+    float32 loop, MXNet 1.9.1's ``multi_sum_sq``. (MXNet's LBSGD instead sums
+    ``(v*v).asnumpy()`` with NumPy's pairwise sum: equal up to rounding.)
+
+    Example:
+      >>> import numpy as np
+      >>> sum_squares(np.array([3, 4], np.float32))
+      25.0
+    """
+    from . import _checks
+
+    described = _checks.array("array", array)
+    if described.size == 0:
+        return 0.0
+    dtype = np.float32 if described.dtype == np.float16 else described.dtype
+    x = _arrays.flat(array)
+    if described.target == _arrays.CPU:
+        x = x.astype(dtype, copy=False)
+    plan = _plan_for(described.size)
+    arrays = plan.arrays(described.target, dtype)
+    if described.target == _arrays.CPU:
+        part = np.empty(plan.n_chunks, dtype)
+        _SQUARES.kernel("reduce", _arrays.CPU, parallel=described.size >= _CPU_PARALLEL_THRESHOLD())(
+            x, x, part, arrays["chunk_start"], arrays["chunk_stop"], np.dtype(dtype).type(0))
+    else:
+        from numba import cuda
+
+        if described.dtype == np.float16:
+            x = cuda.to_device(_arrays.to_host(array).reshape(-1).astype(np.float32))
+        stream = _arrays.stream_of(array)
+        part = cuda.device_array(plan.n_chunks, dtype, stream=stream)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NumbaPerformanceWarning)
+            _SQUARES.kernel("reduce", _arrays.CUDA, dtype=dtype)[_cuda_grid(plan.n_chunks),
+                                                                  8 if _simulated() else _CUDA_THREADS, stream](
+                x, x, part, arrays["chunk_start"], arrays["chunk_stop"], np.dtype(dtype).type(0))
+        part = part.copy_to_host(stream=stream)
+    total = part[0]
+    for v in part[1:]:
+        total = total + v
+    return float(total)
+
+
+_PLANS = {}
+
+
+def _plan_for(size):
+    """The one-segment plan of ``size`` elements (cached)."""
+    plan = _PLANS.get(size)
+    if plan is None:
+        if len(_PLANS) > 256:
+            _PLANS.clear()
+        plan = _PLANS[size] = Plan([0], [size])
+    return plan
+
+
+__all__ = ["CHUNK", "LayerwiseRule", "Plan", "launch", "sum_squares"]
