@@ -3,7 +3,7 @@ MkDocs hook that builds the pages from them (tools/mkdocs_hooks.py).
 
 An executed copy may be used only while its key matches: the key covers the
 notebook's bytes, every file of the mxopt package, every installed version
-and the NUMBA_*/MXOPT_* variables.  These tests change each input in turn,
+and the NUMBA_* variables.  These tests change each input in turn,
 tamper with the cache, execute small notebooks for real (one that raises, one
 that runs out of time), and check that the hook renders a page from the
 current executed copy, refuses a stale one, and leaves the stored notebook in
@@ -111,12 +111,12 @@ def test_key_changes_with_any_installed_version(package, versions):
     assert _key(nb, package, versions) != _key(nb, package)
 
 
-def test_key_changes_with_numba_and_mxopt_variables_only(package):
+def test_key_changes_with_numba_variables_only(package):
     nb = _notebook("import mxopt")
     base = _key(nb, package, environ={"HOME": "/a"})
-    assert _key(nb, package, environ={"HOME": "/b", "TERM": "x"}) == base
+    assert _key(nb, package, environ={"HOME": "/b", "TERM": "x", "MXOPT_SITE_DIR": "site"}) == base
     assert _key(nb, package, environ={"HOME": "/a", "NUMBA_ENABLE_CUDASIM": "1"}) != base
-    assert _key(nb, package, environ={"HOME": "/a", "MXOPT_THREADS": "2"}) != base
+    assert _key(nb, package, environ={"HOME": "/a", "NUMBA_OPT": "0"}) != base
 
 
 def test_the_real_environment_covers_the_stack():
@@ -211,7 +211,13 @@ def runnable(tmp_path):
     return folder
 
 
-def test_execute_writes_outputs_and_reuses_them(runnable, tmp_path):
+@pytest.fixture
+def fixed(package):
+    """An environment that stays put while the tests run (the checkout's mxopt may not)."""
+    return ex.environment_inputs(package, VERSIONS, {})
+
+
+def test_execute_writes_outputs_and_reuses_them(runnable, tmp_path, fixed):
     ok = runnable / "01_ok.ipynb"
     source = _notebook(
         "import os, matplotlib\nprint(os.path.basename(os.getcwd()), matplotlib.get_backend())",
@@ -220,7 +226,7 @@ def test_execute_writes_outputs_and_reuses_them(runnable, tmp_path):
     ok.write_bytes(source)
     cache = tmp_path / "cache"
     log = io.StringIO()
-    assert ex.run([ok], jobs=1, timeout=120, cache=cache, out=log) == 0, log.getvalue()
+    assert ex.run([ok], jobs=1, timeout=120, cache=cache, out=log, environment=fixed) == 0, log.getvalue()
     assert "executed    01_ok.ipynb" in log.getvalue()
     executed = json.loads((cache / "01_ok.ipynb").read_text())
     first, second = [c for c in executed["cells"] if c["cell_type"] == "code"]
@@ -231,7 +237,7 @@ def test_execute_writes_outputs_and_reuses_them(runnable, tmp_path):
     assert ok.read_bytes() == source  # the stored notebook keeps no outputs
     # nothing changed: nothing is executed
     log = io.StringIO()
-    assert ex.run([ok], jobs=1, timeout=120, cache=cache, out=log) == 0
+    assert ex.run([ok], jobs=1, timeout=120, cache=cache, out=log, environment=fixed) == 0
     assert "up to date  01_ok.ipynb" in log.getvalue() and "executed    " not in log.getvalue()
 
 
@@ -393,14 +399,17 @@ def test_the_hook_requires_execute_and_cache_off():
 # nbval's runs become the executed copies (tools/nbval_executed.py)
 
 
-def _nbval(folder: Path, cache: Path, backend: str, *notebooks: str):
+def _nbval(folder: Path, cache: Path, backend: str, environment, *notebooks: str):
     import os
     import subprocess
 
+    (folder / "environment.json").write_text(json.dumps(environment))
     (folder / "conftest.py").write_text(
-        "import sys\nfrom pathlib import Path\n"
+        "import json, sys\nfrom pathlib import Path\n"
         f"sys.path.insert(0, {str(ROOT / 'tools')!r})\n"
         f"import execute_notebooks\nexecute_notebooks.CACHE = Path({str(cache)!r})\n"
+        "FIXED = json.loads((Path(__file__).parent / 'environment.json').read_text())\n"
+        "execute_notebooks.environment_inputs = lambda *a, **k: FIXED\n"
     )
     (folder / "pytest.ini").write_text("[pytest]\n")
     env = {**os.environ, "MPLBACKEND": backend, "PYTHONPATH": str(ROOT)}
@@ -411,7 +420,7 @@ def _nbval(folder: Path, cache: Path, backend: str, *notebooks: str):
     )
 
 
-def test_nbval_keeps_what_it_executed_as_the_executed_copy(runnable, tmp_path):
+def test_nbval_keeps_what_it_executed_as_the_executed_copy(runnable, tmp_path, fixed):
     pytest.importorskip("nbval")
     good, bad = runnable / "01_good.ipynb", runnable / "02_bad.ipynb"
     good.write_bytes(_notebook(
@@ -421,11 +430,11 @@ def test_nbval_keeps_what_it_executed_as_the_executed_copy(runnable, tmp_path):
     ))
     bad.write_bytes(_notebook("x = 1", "assert x == 2"))
     cache = tmp_path / "cache"
-    proc = _nbval(runnable, cache, ex.BACKEND, good.name, bad.name)
+    proc = _nbval(runnable, cache, ex.BACKEND, fixed, good.name, bad.name)
     assert proc.returncode == 1 and "1 failed, 4 passed" in proc.stdout, proc.stdout + proc.stderr
     assert not (cache / "02_bad.ipynb").exists()  # a failed cell: no copy
     # the copy of the passing notebook is current under the executor's own key
-    copy = ex.executed_copy(good, ex.environment_inputs(), cache)
+    copy = ex.executed_copy(good, fixed, cache)
     cells = [c for c in json.loads(copy.read_text())["cells"] if c["cell_type"] == "code"]
     assert [c["execution_count"] for c in cells] == [1, 2, 3]
     assert [o["output_type"] for o in cells[0]["outputs"]] == ["stream"]
@@ -436,6 +445,6 @@ def test_nbval_keeps_what_it_executed_as_the_executed_copy(runnable, tmp_path):
 
     # figures drawn nowhere (MPLBACKEND=Agg) are no copy for the site
     other = tmp_path / "cache2"
-    proc = _nbval(runnable, other, "Agg", good.name)
+    proc = _nbval(runnable, other, "Agg", fixed, good.name)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert not (other / "01_good.ipynb").exists()

@@ -21,8 +21,9 @@ hash of
 * the Python version and the name and version of every installed
   distribution (numpy, numba, matplotlib, scikit-learn, ipykernel, ... all of
   them, mxopt included);
-* the ``NUMBA_*`` and ``MXOPT_*`` environment variables, and this file's
-  version of how a notebook is executed (:data:`EXECUTION`).
+* the ``NUMBA_*`` environment variables (Numba's settings; mxopt itself
+  reads none), and this file's version of how a notebook is executed
+  (:data:`EXECUTION`).
 
 A change in any of these executes the notebook again; nothing else does.  The
 MkDocs hook (tools/mkdocs_hooks.py) checks the same key before building a page
@@ -62,7 +63,7 @@ BACKEND = "module://matplotlib_inline.backend_inline"
 # How a notebook is executed; part of the key, so a change here re-executes.
 EXECUTION = f"nbclient, kernel {KERNEL}, MPLBACKEND={BACKEND}, cwd=notebook folder, v1"
 DEFAULT_TIMEOUT = 600.0  # seconds per notebook, all its cells together
-ENV_PREFIXES = ("NUMBA_", "MXOPT_")
+ENV_PREFIXES = ("NUMBA_",)
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -336,6 +337,7 @@ def run(
     force: bool = False,
     cache: Path | None = None,
     out=None,
+    environment: Mapping | None = None,
 ) -> int:
     """Bring the executed copies of `notebooks` up to date; 0 if all are, else 1."""
     out = sys.stdout if out is None else out
@@ -350,7 +352,7 @@ def run(
     if missing:
         print(f"execute_notebooks: no such notebook: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
-    environment = environment_inputs()
+    environment = environment_inputs() if environment is None else environment
     todo = []
     for nb in notebooks:
         reason = "--force" if force else stale_reason(nb, environment, cache)
