@@ -18,6 +18,7 @@ from . import optimizers
 from . import datasets, models, momentum_scheduler
 from .optimizers import (NAG, SGD, AdaDelta, AdaGrad, Adam, Adamax, AdamW, AMSGrad, Nadam,
                          RMSProp)
+from .optimizers import DCASGD, Signum
 from .trainer import Trainer
 
 __version__ = "0.1.0"

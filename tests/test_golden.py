@@ -25,17 +25,25 @@ SCHED_CASES = INDEX["scheduler_cases"]
 #: for the float16 multi-precision cases too: both update the float32 master copy
 #: with the same float32 arithmetic (the float16 gradient converts to float32
 #: exactly) and round it to float16, so they are tested at 0 ULP as well.
-BIT_EXACT = {"sgd", "ccsgd", "nag", "adam"}
+BIT_EXACT = {"sgd", "ccsgd", "nag", "adam", "signum", "dcasgd"}
+#: Cases where mxopt fixes an MXNet bug on purpose: how many steps still equal MXNet's
+#: (the weights after them are compared; later weights and the final states are not).
+#: lamb_mp_fp16: MXNet 1.9.1 never writes LAMB's float32 master copy, so from step 2 on
+#: it restarts from the first master weights; mxopt updates it (tests/test_layerwise.py).
+DEPARTURES = {"lamb_mp_fp16": 1}
 #: The tolerance of the other optimizers until they join BIT_EXACT.
 RTOL, ATOL = 1e-5, 1e-6
+#: State arrays mxopt keeps where MXNet keeps the values elsewhere: LBSGD's sum of the
+#: gradients since its last update lives on MXNet's optimizer object (with batch_scale > 1).
+MXOPT_ONLY_STATE = {"lbsgd": {"cum_grad"}}
 
 
 def _flatten(names, layout):
     """Pairs (state name, npz key) from MXNet's nested state description."""
     if names is None:
         return []
-    if isinstance(names, str):
-        return [(names, layout["key"])]
+    if isinstance(names, str):  # the index may note a shape after the name: "history (rows,1)"
+        return [(names.split(" (")[0], layout["key"])]
     pairs = []
     for n, l in zip(names, layout):
         pairs += _flatten(n, l)
@@ -102,7 +110,10 @@ def test_optimizer_matches_mxnet(case, record_property):
     opt, state, pairs = replay(case)
     assert opt.num_update == case["num_update"]
     expected = {n for n, _ in _flatten(case["state_names"], case["state_layout"])}
-    assert set(state.names if state is not None else ()) == expected
+    names = set(state.names if state is not None else ())
+    assert expected <= names and names - expected <= MXOPT_ONLY_STATE.get(case["optimizer"], set())
+    if case["case"] in DEPARTURES:
+        pairs = pairs[: DEPARTURES[case["case"]]]
     worst = max(ulp_difference(got, want) for _, got, want in pairs)
     record_property("max_ulp", worst)
     print(f"{case['case']}: {worst} ULP at most")

@@ -16,6 +16,9 @@ from .nadam import Nadam
 from .nag import NAG
 from .rmsprop import RMSProp
 from .sgd import SGD
+from .signum import Signum
+from .dcasgd import DCASGD
 
 __all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "NAG", "Nadam", "RMSProp", "SGD",
            "adadelta", "adagrad", "adam", "adamax", "adamw", "amsgrad", "nadam", "nag", "rmsprop", "sgd"]
+__all__ += ["DCASGD", "Signum", "dcasgd", "signum"]
