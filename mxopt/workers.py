@@ -128,7 +128,9 @@ def _workers(workers, n):
 
 
 def shard(data, workers, partition="iid", seed=0) -> list:
-    r"""Split the training set of ``data`` into ``workers`` shards of :math:`\lfloor N/M\rfloor` or :math:`\lceil N/M\rceil` rows.
+    r"""Split the training set of ``data`` into ``workers`` shards of (almost) equal size.
+
+    Sizes are :math:`\lfloor N/M\rfloor` or :math:`\lceil N/M\rceil` rows.
 
     * ``partition='iid'``: a random permutation of the :math:`N` rows, cut
       into :math:`M` consecutive pieces (``np.array_split``), so every shard is
@@ -208,7 +210,7 @@ def batch_schedule(shards, batch_size, epochs, seed=0):
 
 @dataclass
 class CommLog:
-    """Bytes exchanged, one entry per step: ``up`` from the workers to the server (all workers together), ``down`` back."""
+    """Bytes exchanged, one entry per step: ``up`` from the workers to the server (all workers), ``down`` back."""
 
     up: list = field(default_factory=list)
     down: list = field(default_factory=list)
@@ -377,7 +379,7 @@ def unpack_signs(packed, n, dtype=np.float32) -> np.ndarray:
 
 
 def majority_vote(values, log=None):
-    r"""signSGD's majority vote: each worker sends :math:`\operatorname{sign}(v^{(k)})` as bits, the server returns the sign of their sum.
+    r"""signSGD's majority vote: the workers send their signs as bits, the server returns the sign of their sum.
 
     .. math::
         V = \operatorname{sign}\Bigl(\sum_{k=1}^{M} \operatorname{sign}\bigl(v^{(k)}\bigr)\Bigr),
@@ -429,7 +431,10 @@ def majority_vote(values, log=None):
 
 
 class AsyncSchedule(NamedTuple):
-    r"""For each update :math:`t = 1 \dots T`: the version ``pulled[t-1]`` of the weights its gradient was computed at, and its ``staleness`` :math:`t - 1 - \text{pulled}`."""
+    r"""For update :math:`t = 1 \dots T`: ``pulled[t-1]``, the version of the weights its gradient was computed at.
+
+    ``staleness[t-1]`` is :math:`t - 1 - \text{pulled}`: the updates applied in between.  ``delay`` is as given.
+    """
 
     pulled: np.ndarray
     staleness: np.ndarray
@@ -579,13 +584,17 @@ def train_data_parallel(model, data, optimizer="sgd", optimizer_params=None, wor
     gradient is written into ``trainer.grads`` and before ``trainer.step``
     (``step`` counts from 1); ``pulled`` is ``{name: array}``, the weights the
     gradient was computed at (in the synchronous modes, the current weights).
-    DC-ASGD (Zheng et al. 2017) needs them: it corrects a stale gradient by
-    the first-order Taylor term with the diagonal :math:`g \odot g`
-    approximation of the Hessian,
-    :math:`g(w_t) \approx g + \lambda\, g \odot g \odot (w_t - w_{t-\tau})`;
-    MXNet's ``dcasgd`` keeps its own :math:`w_{\text{prev}}` (the weights of
-    its previous update, one step back), which the hook can set to
-    ``pulled``.
+    ``trainer.grads`` then holds what ``trainer.step`` divides by the batch:
+    the summed gradient (``'allreduce'``, ``'async'``) or the vote.
+    DC-ASGD (Zheng et al. 2017) needs ``pulled``: it corrects a stale
+    gradient by the first-order Taylor term, with :math:`g \odot g` as a
+    diagonal approximation of the Hessian,
+    :math:`g(w_t) \approx g + \lambda_{\mathrm{dc}}\, g \odot g \odot (w_t - w_{t-\tau})`
+    (:math:`\lambda_{\mathrm{dc}}` is MXNet's ``lamda``).  MXNet's
+    ``dcasgd`` uses its own :math:`w_{\text{prev}}` instead, the weights
+    before its previous update (one step back, whatever the delay): the
+    hook can set that state to ``pulled``, or write the compensated
+    gradient into ``trainer.grads`` for plain SGD.
 
     Other arguments: ``optimizer``, ``optimizer_params`` as for
     :class:`mxopt.Trainer`; ``params`` ``None`` (``model.init_params(seed)``)
