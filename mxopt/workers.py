@@ -87,6 +87,7 @@ __all__ = [
     "async_schedule",
     "ParallelHistory",
     "train_data_parallel",
+    "pulled_into_state",
 ]
 
 MODES = ("allreduce", "vote", "async")
@@ -592,9 +593,10 @@ def train_data_parallel(model, data, optimizer="sgd", optimizer_params=None, wor
     :math:`g(w_t) \approx g + \lambda_{\mathrm{dc}}\, g \odot g \odot (w_t - w_{t-\tau})`
     (:math:`\lambda_{\mathrm{dc}}` is MXNet's ``lamda``).  MXNet's
     ``dcasgd`` uses its own :math:`w_{\text{prev}}` instead, the weights
-    before its previous update (one step back, whatever the delay): the
-    hook can set that state to ``pulled``, or write the compensated
-    gradient into ``trainer.grads`` for plain SGD.
+    before its previous update (one step back, whatever the delay):
+    ``before_step=pulled_into_state()`` sets that state to ``pulled``
+    (:func:`pulled_into_state`), so that ``'dcasgd'`` compensates the true
+    delay.
 
     Other arguments: ``optimizer``, ``optimizer_params`` as for
     :class:`mxopt.Trainer`; ``params`` ``None`` (``model.init_params(seed)``)
@@ -726,3 +728,42 @@ def train_data_parallel(model, data, optimizer="sgd", optimizer_params=None, wor
     return ParallelHistory(train_loss, train_acc, test_acc, np.asarray(step_loss),
                            np.asarray(log.up, np.int64), np.asarray(log.down, np.int64),
                            np.asarray(staleness, np.int64), diverged, per_epoch, trainer, stats)
+
+
+def pulled_into_state(state="previous_weight"):
+    r"""A ``before_step`` hook for :func:`train_data_parallel` that copies the pulled weights into an optimizer state.
+
+    With DCASGD (``'dcasgd'``, whose state ``previous_weight`` is
+    :math:`w_{\text{prev}}`) the update becomes Zheng et al.'s compensation
+    of the real delay,
+    :math:`w_{t+1} = w_t - \eta\,\bigl(g + \lambda_{\mathrm{dc}}\, g \odot g \odot (w_t - w_{t-\tau})\bigr)`
+    with :math:`g` computed at :math:`w_{t-\tau}`, instead of MXNet's
+    :math:`w_t - w_{t-1}`.  Before the first update the state does not exist
+    yet; the optimizer then creates it from the current weights, which are
+    the pulled ones (:math:`w_0`).  The driver's Trainer keeps all
+    parameters in one group, so the state is one flat array in the order of
+    ``trainer.params``.
+
+    Example:
+      >>> from mxopt import datasets, models
+      >>> data = datasets.digits()
+      >>> model = models.softmax_regression(data.n_features, data.n_classes)
+      >>> h = train_data_parallel(model, data, 'dcasgd', {'learning_rate': 0.1, 'lamda': 1.0}, workers=4,
+      ...                         mode='async', delay=8, batch_size_per_worker=16, epochs=1,
+      ...                         before_step=pulled_into_state())
+      >>> int(h.staleness.max()), bool(h.test_accuracy[-1] > 0.9)
+      (8, True)
+    """
+    if not isinstance(state, str):
+        raise TypeError(f"state must be the name of an optimizer state, got {type(state).__name__}")
+
+    def hook(trainer, step, pulled):
+        current = trainer._updater.states.get(0)
+        if current is None:
+            return
+        if state not in current.names:
+            raise ValueError(f"the optimizer {type(trainer.optimizer).__name__} has no state {state!r} "
+                             f"(it keeps {current.names})")
+        current[state][...] = _flatten(pulled, list(trainer.params))
+
+    return hook

@@ -318,6 +318,34 @@ def test_vote_mode_is_signum_with_majority_vote(digits, beta):
     np.testing.assert_array_equal(h.trainer.data, trainer.data)
 
 
+def test_dcasgd_compensates_the_real_delay_with_the_pulled_weights(digits):
+    """pulled_into_state(): w <- w - lr (g + lamda g g (w - w_pulled)), g at w_pulled, replayed in NumPy float32."""
+    model = models.softmax_regression(digits.n_features, digits.n_classes)
+    hyper = {"learning_rate": 0.1, "lamda": 2.0}
+    args = dict(workers=3, mode="async", delay=4, batch_size_per_worker=40, epochs=1, seed=0)
+    h = workers.train_data_parallel(model, digits, "dcasgd", hyper, before_step=workers.pulled_into_state(), **args)
+    names = list(model.param_shapes())
+    X, y = digits.X_train, digits.y_train
+    w = np.concatenate([v.ravel() for v in model.init_params(0).values()])
+    history = [w.copy()]
+    schedule = workers.async_schedule(h.steps_per_epoch, 4)
+    turns = [rows for step in next(workers.batch_schedule(workers.shard(digits, 3), 40, 1)) for rows in step]
+    lr, lamda = np.float32(0.1), np.float32(2.0)
+    for t, rows in enumerate(turns):
+        pulled = history[schedule.pulled[t]]
+        _, g = model.loss_and_grad(workers._unflatten(pulled, model.param_shapes()), X[rows], y[rows],
+                                   reduction="sum")
+        g = np.float32(1 / len(rows)) * np.concatenate([g[n].ravel() for n in names])
+        w = w + -lr * (g + np.float32(0) * w + lamda * g * g * (w - pulled))
+        history.append(w.copy())
+    np.testing.assert_array_equal(h.trainer.data, w)        # the kernel keeps NumPy's float32 order: 0 ULP
+    plain = workers.train_data_parallel(model, digits, "dcasgd", hyper, **args)  # MXNet's one-step w_prev
+    assert not np.allclose(plain.trainer.data, w, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="previous_weight"):
+        workers.train_data_parallel(model, digits, "sgd", {"momentum": 0.9}, before_step=workers.pulled_into_state(),
+                                    **args)
+
+
 def test_doc_examples_run():
     failures, tried = doctest.testmod(workers, optionflags=doctest.ELLIPSIS)
     assert tried > 10 and failures == 0
