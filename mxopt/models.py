@@ -501,6 +501,36 @@ class History:
         return self.trainer.params
 
 
+class EpochRecord:
+    """The per-epoch measurements of a training run, shared by every driver.
+
+    ``record(epoch)`` measures the training loss and accuracy and the test
+    accuracy of the current ``weights`` (entry 0 is before training; entries
+    never measured stay NaN) and says whether the loss is finite.
+    ``end_of_epoch(epoch, trainer)`` does that after an epoch, once the
+    weights are known to be finite; it returns False for a diverged run.
+    ``X``, ``y`` are the training arrays in the weights' dtype.
+    """
+
+    def __init__(self, model, weights, data, epochs, stats):
+        self.model, self.weights, self.stats = model, weights, stats
+        dtype = next(iter(weights.values())).dtype
+        self.X, self.y = model._check(weights, np.asarray(data.X_train, dtype=dtype), data.y_train)
+        self.X_test, self.y_test = model._check(weights, np.asarray(data.X_test, dtype=dtype), data.y_test)
+        nan = np.full(epochs + 1, np.nan)
+        self.train_loss, self.train_accuracy, self.test_accuracy = nan.copy(), nan.copy(), nan.copy()
+
+    def __call__(self, epoch):
+        with np.errstate(all="ignore"):
+            self.train_loss[epoch], self.train_accuracy[epoch] = \
+                self.model._evaluate(self.weights, self.X, self.y, self.stats)
+            self.test_accuracy[epoch] = self.model._evaluate(self.weights, self.X_test, self.y_test, self.stats)[1]
+        return math.isfinite(self.train_loss[epoch])
+
+    def end_of_epoch(self, epoch, trainer):
+        return bool(np.all(np.isfinite(trainer.data))) and self(epoch)
+
+
 def fit(model, params, data, optimizer="sgd", optimizer_params=None, epochs=10, batch_size=32, seed=0, *,
         lr_mult=None, wd_mult=None, record_steps=False, stats=None, before_step=None) -> History:
     r"""Train ``model`` on ``data`` with mini-batches and an mxopt optimizer; return a :class:`History`.
@@ -558,20 +588,10 @@ def fit(model, params, data, optimizer="sgd", optimizer_params=None, epochs=10, 
             params = model.init_params(seed)
         trainer = Trainer(dict(params), optimizer, optimizer_params, lr_mult=lr_mult, wd_mult=wd_mult)
     weights, grads = trainer.params, trainer.grads
-    dtype = weights["fc1_weight"].dtype
-    X, y = model._check(weights, np.asarray(data.X_train, dtype=dtype), data.y_train)
-    X_test, y_test = model._check(weights, np.asarray(data.X_test, dtype=dtype), data.y_test)
-    stats = model.init_stats(dtype) if stats is None else stats
-
-    nan = np.full(epochs + 1, np.nan)
-    train_loss, train_acc, test_acc = nan.copy(), nan.copy(), nan.copy()
+    stats = model.init_stats(weights["fc1_weight"].dtype) if stats is None else stats
+    evaluate = EpochRecord(model, weights, data, epochs, stats)
+    X, y = evaluate.X, evaluate.y
     step_loss = []
-
-    def evaluate(epoch):
-        with np.errstate(all="ignore"):
-            train_loss[epoch], train_acc[epoch] = model._evaluate(weights, X, y, stats)
-            test_acc[epoch] = model._evaluate(weights, X_test, y_test, stats)[1]
-        return math.isfinite(train_loss[epoch])
 
     rng = np.random.default_rng(seed)
     diverged = not evaluate(0)
@@ -595,8 +615,6 @@ def fit(model, params, data, optimizer="sgd", optimizer_params=None, epochs=10, 
             if before_step is not None:
                 before_step(trainer, step)
             trainer.step(len(batch))
-        if diverged or not np.all(np.isfinite(trainer.data)):
-            diverged = True
-            break
-        diverged = not evaluate(epoch)
-    return History(train_loss, train_acc, test_acc, np.asarray(step_loss), diverged, trainer, stats)
+        diverged = diverged or not evaluate.end_of_epoch(epoch, trainer)
+    return History(evaluate.train_loss, evaluate.train_accuracy, evaluate.test_accuracy,
+                   np.asarray(step_loss), diverged, trainer, stats)

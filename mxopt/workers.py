@@ -72,6 +72,7 @@ import numpy as np
 
 from . import _checks
 from .datasets import Dataset
+from .models import EpochRecord
 
 __all__ = [
     "Shard",
@@ -649,20 +650,11 @@ def train_data_parallel(model, data, optimizer="sgd", optimizer_params=None, wor
     names = list(weights)
     shapes = {n: weights[n].shape for n in names}
     dtype = weights[names[0]].dtype
-    X, y = model._check(weights, np.asarray(data.X_train, dtype=dtype), data.y_train)
-    X_test, y_test = model._check(weights, np.asarray(data.X_test, dtype=dtype), data.y_test)
     stats = model.init_stats(dtype)
+    evaluate = EpochRecord(model, weights, data, epochs, stats)
+    X, y = evaluate.X, evaluate.y
     momentum = [np.zeros(trainer.data.size, dtype) for _ in range(workers)] if mode == "vote" else None
-
-    nan = np.full(epochs + 1, np.nan)
-    train_loss, train_acc, test_acc = nan.copy(), nan.copy(), nan.copy()
     step_loss, staleness, log = [], [], CommLog()
-
-    def evaluate(epoch):
-        with np.errstate(all="ignore"):
-            train_loss[epoch], train_acc[epoch] = model._evaluate(weights, X, y, stats)
-            test_acc[epoch] = model._evaluate(weights, X_test, y_test, stats)[1]
-        return math.isfinite(train_loss[epoch])
 
     def gradients(at, batches):
         """Each worker's summed loss and flat summed-loss gradient at the weights ``at`` (None at a non-finite loss)."""
@@ -721,11 +713,9 @@ def train_data_parallel(model, data, optimizer="sgd", optimizer_params=None, wor
                     del snapshots[version]
                 if step in last_use:
                     snapshots[step] = {n: w.copy() for n, w in weights.items()}
-        if diverged or not np.all(np.isfinite(trainer.data)):
-            diverged = True
-            break
-        diverged = not evaluate(epoch)
-    return ParallelHistory(train_loss, train_acc, test_acc, np.asarray(step_loss),
+        diverged = diverged or not evaluate.end_of_epoch(epoch, trainer)
+    return ParallelHistory(evaluate.train_loss, evaluate.train_accuracy, evaluate.test_accuracy,
+                           np.asarray(step_loss),
                            np.asarray(log.up, np.int64), np.asarray(log.down, np.int64),
                            np.asarray(staleness, np.int64), diverged, per_epoch, trainer, stats)
 
