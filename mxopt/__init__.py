@@ -19,6 +19,7 @@ from . import datasets, models, momentum_scheduler
 from .optimizers import (NAG, SGD, AdaDelta, AdaGrad, Adam, Adamax, AdamW, AMSGrad, Nadam,
                          RMSProp)
 from .optimizers import DCASGD, Signum
+from .optimizers import LAMB, LARS, GroupAdaGrad
 from .trainer import Trainer
 
 __version__ = "0.1.0"

@@ -135,6 +135,9 @@ def _compile(fn, target):
             glb[name] = _compile(HELPERS[name], target)
         elif name in COMPILED and name in glb:
             glb[name] = COMPILED[name]
+        elif _is_rule_function(glb.get(name)):
+            # A rule may call another optimizer's rule (LARS runs SGD's arithmetic): compile it too.
+            glb[name] = _compile(glb[name], target)
     clone = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
     if target == _arrays.CPU:
         compiled = numba.njit(inline="always", error_model="numpy")(clone)
@@ -144,6 +147,12 @@ def _compile(fn, target):
         compiled = cuda.jit(device=True)(clone)
     _COMPILED[key] = compiled
     return compiled
+
+
+def _is_rule_function(obj):
+    """A plain Python function of an optimizer module (a rule or a rule's helper)."""
+    return (isinstance(obj, types.FunctionType) and not hasattr(obj, "py_func")
+            and (obj.__module__ or "").startswith("mxopt.optimizers."))
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,8 +7,7 @@ Python functions, compiled like the element-wise rules of
 :mod:`mxopt._engine` for the CPU and for CUDA:
 
 ``summands(w, g, *state, *scalars) -> (x_1, ..., x_q)``
-    per element: the values summed over each segment (``w*w``, ``g*g``);
-    one value, not a tuple, when ``q == 1``.
+    per element: the values summed over each segment (``w*w``, ``g*g``).
 ``segment(*sums, count, *segment_state, *segment_inputs, *scalars) -> (*segment_state, *values)``
     per segment: turns its sums into the values the element pass reads
     (LARS's layer learning rate, LAMB's trust ratio), and may update a
@@ -17,6 +16,8 @@ Python functions, compiled like the element-wise rules of
     (LARS's "apply the trust ratio" flag, from the parameter's name).
 ``update(w, g, *state, *segment values, *scalars) -> (w, *state)``
     per element, like an element-wise rule, reading its own segment's values.
+
+A function with one result may return it as a value or as a 1-tuple.
 
 A *segment* is a run of consecutive elements of the flat buffer: a whole
 parameter (LARS, LAMB) or one row of a parameter (GroupAdaGrad). A
@@ -88,7 +89,9 @@ class LayerwiseRule:
         if len(up) < 2 + n_state or red[: 2 + n_state] != up[: 2 + n_state]:
             raise TypeError(f"{summands.__name__} and {update.__name__} need the same (w, g, {n_state} state) first")
         self.arrays = up[: 2 + n_state]
-        self.state_names = tuple(up[2: 2 + n_state])
+        #: The element-wise state arrays; ``state_names`` adds the per-segment ones (a State holds both).
+        self.element_state = tuple(up[2: 2 + n_state])
+        self.state_names = self.element_state + self.segment_state
         per_segment = set(self.segment_state) | set(self.values)
         self.update_segment = tuple(p for p in up[2 + n_state:] if p in per_segment)
         self._update_scalars = tuple(p for p in up[2 + n_state:] if p not in per_segment)
@@ -133,7 +136,7 @@ class LayerwiseRule:
             scal = ", ".join(self._summand_scalars)
             xs = ", ".join(f"x_{n}" for n in self.sums)
             head = f"def kernel({arrays}, {parts}, chunk_start, chunk_stop, zero{', ' + scal if scal else ''}):"
-            call = f"summands({', '.join(load)}{', ' + scal if scal else ''})"
+            call = _single(f"summands({', '.join(load)}{', ' + scal if scal else ''})", len(self.sums))
             if cpu:
                 body = ["    for c in prange(chunk_start.shape[0]):"]
                 body += [f"        acc_{n} = zero" for n in self.sums]
@@ -176,12 +179,12 @@ class LayerwiseRule:
             for p in self._segment_args:
                 args.append("seg_count[s]" if p == "count" else (p if p in self.sums else f"seg_{p}[s]"))
             outs = [f"seg_{n}[s]" for n in (*self.segment_state, *self.values)]
-            body += [f"        {', '.join(outs)}{',' if len(outs) == 1 else ''} = "
-                     f"segment({', '.join(args)}{', ' + scal if scal else ''})"]
+            call = f"segment({', '.join(args)}{', ' + scal if scal else ''})"
+            body += [f"        {', '.join(outs)} = {_single(call, len(outs))}"]
             return "\n".join([head, *body]) + "\n"
         # update
         w, *_ = self.arrays
-        written = [w, *self.state_names]
+        written = [w, *self.element_state]
         segs = ", ".join(f"seg_{n}" for n in self.update_segment)
         scal = ", ".join(self._update_scalars)
         head = (f"def kernel({'w16, ' if multi_precision else ''}{arrays}, {segs + ', ' if segs else ''}"
@@ -195,8 +198,8 @@ class LayerwiseRule:
             inner = "        for i in range(chunk_start[c] + cuda.threadIdx.x, chunk_stop[c], cuda.blockDim.x):"
         body += [f"        v_{n} = seg_{n}[s]" for n in self.update_segment]
         vals = [f"v_{n}" for n in self.update_segment]
-        body += [inner, f"            {', '.join(f'{a}[i]' for a in written)}{',' if len(written) == 1 else ''} = "
-                        f"update({', '.join(load + vals)}{', ' + scal if scal else ''})"]
+        call = f"update({', '.join(load + vals)}{', ' + scal if scal else ''})"
+        body += [inner, f"            {', '.join(f'{a}[i]' for a in written)} = {_single(call, len(written))}"]
         if multi_precision:
             body += [f"            w16[i] = {w}[i]"]
         return "\n".join([head, *body]) + "\n"
@@ -221,7 +224,7 @@ class LayerwiseRule:
 
         fns = {"summands": self.summands, "segment": self.segment, "update": self.update}
         namespace = {name: _compile(fn, target) for name, fn in fns.items()}
-        namespace.update(np=np, math=math, prange=numba.prange)
+        namespace.update(np=np, math=math, prange=numba.prange, only=only)
         if target == _arrays.CPU:
             exec(self._source(part, target), namespace)  # noqa: S102 - our own template
             return numba.njit(parallel=parallel, error_model="numpy")(namespace["kernel"])
@@ -231,6 +234,11 @@ class LayerwiseRule:
                          DTYPE=numba.from_dtype(dtype) if dtype is not None else None)
         exec(self._source(part, target, multi_precision), namespace)  # noqa: S102
         return cuda.jit(namespace["kernel"])
+
+
+def _single(call, n):
+    """A call whose one result may come as a value or a 1-tuple."""
+    return f"only({call})" if n == 1 else call
 
 
 def _simulated():
@@ -461,3 +469,38 @@ def _plan_for(size):
 
 
 __all__ = ["CHUNK", "LayerwiseRule", "Plan", "launch", "sum_squares"]
+
+
+# -- a cast the rules need: round a float64 intermediate to the compute dtype ---------------------
+def narrow(x, like):
+    """``x`` rounded to the floating type of ``like`` (float32 or float64).
+
+    A float32 rule that divides in double, as MXNet's LAMB does for
+    ``m / (1 − β₁ᵗ)``, rounds the quotient back with this.
+    """
+    return type(like)(x) if isinstance(like, np.floating) else float(x)
+
+
+def only(x):
+    """``x[0]`` for a 1-tuple, else ``x``: a function with one result may return it either way."""
+    return x[0] if isinstance(x, tuple) else x
+
+
+def _register_overloads():
+    from numba import types
+    from numba.extending import overload
+
+    @overload(narrow)
+    def _narrow(x, like):
+        if like == types.float32:
+            return lambda x, like: np.float32(x)
+        return lambda x, like: np.float64(x)
+
+    @overload(only)
+    def _only(x):
+        if isinstance(x, types.BaseTuple):
+            return lambda x: x[0]
+        return lambda x: x
+
+
+_register_overloads()

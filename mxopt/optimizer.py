@@ -24,7 +24,7 @@ import warnings
 
 import numpy as np
 
-from . import _arrays, _checks, _engine
+from . import _arrays, _checks, _engine, _reduce
 from ._checks import Hyper
 from .state import State
 
@@ -131,6 +131,9 @@ class Optimizer:
     carried: dict = {}
     #: Step scalars for which ``inf`` means "off" (every other one must be finite).
     off_when_infinite = frozenset({"clip_gradient"})
+    #: Step scalars passed in float64 whatever the compute dtype (a kernel that divides in
+    #: double, as LAMB's ``m / (1 − β₁ᵗ)`` does in MXNet).
+    float64_scalars = frozenset()
 
     lr = Hyper(_checks.at_least(0.0), "the base learning rate (without a scheduler)")
     wd = Hyper(_checks.at_least(0.0), "weight decay")
@@ -196,6 +199,7 @@ class Optimizer:
         self.wd_mult = {}
         self.set_lr_mult({})
         self.set_wd_mult({})
+        self._layouts = {}
 
     def __repr__(self):
         return f"{type(self).__name__}(learning_rate={self.learning_rate!r}, wd={self.wd!r})"
@@ -204,7 +208,7 @@ class Optimizer:
     #: Tables an optimizer changes in place (update counts, multipliers): a
     #: copy gets its own, so that updating one copy never counts for the other
     #: and a Trainer given a copy cannot change the original's multipliers.
-    _OWN_TABLES = ("_index_update_count", "lr_mult", "wd_mult", "idx2name")
+    _OWN_TABLES = ("_index_update_count", "lr_mult", "wd_mult", "idx2name", "_layouts")
 
     def __copy__(self):
         new = type(self).__new__(type(self))
@@ -216,6 +220,7 @@ class Optimizer:
     def __getstate__(self):
         state = self.__dict__.copy()
         del state["_lock"]
+        state.pop("_plans", None)  # cached segment plans (device arrays): rebuilt on demand
         return state
 
     def __setstate__(self, state):
@@ -346,6 +351,69 @@ class Optimizer:
         names = self.rule.state_names
         return names + ("weight32",) if self._master_needed(np.dtype(dtype)) else names
 
+    # -- layer-wise optimizers: parameters, segments and the Trainer's layout ----------------------
+    def set_layout(self, index, layout):
+        """Say which parameters the array of ``index`` holds: ``[(name, shape), ...]`` in buffer order.
+
+        A Trainer updates each group of parameters as one flat array; a
+        layer-wise optimizer (LARS, LAMB, GroupAdaGrad) still computes its
+        norms per parameter, and reads each parameter's name (LARS skips
+        biases and normalisation parameters by name). Without a layout, the
+        array of ``index`` is one parameter named ``idx2name[index]`` (or
+        ``str(index)``) with the weight's shape. Element-wise optimizers
+        ignore the layout.
+        """
+        index = _check_index(index)
+        checked = []
+        for item in layout:
+            if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)):
+                raise TypeError(f"a layout entry must be (name, shape), got {item!r}")
+            name, shape = item
+            shape = tuple(int(n) for n in shape)
+            if any(n < 0 for n in shape):
+                raise ValueError(f"parameter {name!r} has a negative dimension in {shape}")
+            checked.append((name, shape))
+        self._layouts[index] = tuple(checked)
+
+    def segment_shape(self, name, shape):
+        """``(rows, cols)``: how a layer-wise rule cuts parameter ``name`` into segments (default one)."""
+        return 1, int(np.prod(shape, dtype=np.int64))
+
+    def segment_inputs(self, name):
+        """The per-segment constants of parameter ``name`` (one per ``rule.segment_inputs``)."""
+        return ()
+
+    def _plan(self, index, shape):
+        """``(Plan, per-segment inputs)`` of the layer-wise array of ``index`` with ``shape`` (cached)."""
+        layout = self._layouts.get(index) or ((self.idx2name.get(index, str(index)), tuple(shape)),)
+        plans = self.__dict__.setdefault("_plans", {})
+        key = (index, layout, tuple(shape))
+        if key in plans:
+            return plans[key]
+        total = sum(int(np.prod(s, dtype=np.int64)) for _, s in layout)
+        size = int(np.prod(shape, dtype=np.int64))
+        if total != size:
+            raise ValueError(f"the layout of index {index!r} holds {total} elements ({len(layout)} parameters), "
+                             f"its array {size}")
+        starts, counts, inputs, offset = [], [], [], 0
+        for name, pshape in layout:
+            rows, cols = self.segment_shape(name, pshape)
+            starts.append(offset + cols * np.arange(rows, dtype=np.int64))
+            counts.append(np.full(rows, cols, np.int64))
+            consts = tuple(self.segment_inputs(name))
+            inputs.append(np.tile(np.asarray(consts, np.float64).reshape(-1, 1), (1, rows)) if consts
+                          else np.zeros((0, rows)))
+            offset += rows * cols
+        plan = _reduce.Plan(np.concatenate(starts), np.concatenate(counts))
+        per_segment = tuple(np.concatenate(inputs, axis=1)) if len(self.rule.segment_inputs) else ()
+        if len(plans) > 64:
+            plans.clear()
+        plans[key] = plan, per_segment
+        return plans[key]
+
+    def _layerwise(self):
+        return isinstance(self.rule, _reduce.LayerwiseRule)
+
     def _compute_dtype(self, dtype):
         """The dtype of the state and of the arithmetic for a weight of ``dtype``."""
         return np.dtype(np.float32) if self._master_needed(np.dtype(dtype)) else np.dtype(dtype)
@@ -363,7 +431,10 @@ class Optimizer:
         if not names and not self.carried:
             return None
         compute = self._compute_dtype(w.dtype)
-        arrays = [_arrays.zeros(weight, w.shape, compute) for _ in rule.state_names]
+        arrays = [_arrays.zeros(weight, w.shape, compute) for _ in getattr(rule, "element_state", rule.state_names)]
+        if self._layerwise():
+            rows = self._plan(index, w.shape)[0].n_segments
+            arrays += [_arrays.zeros(weight, (rows, 1), compute) for _ in rule.segment_state]
         if "weight32" in names:
             master = _arrays.empty(weight, w.shape, np.float32)
             _arrays.copy_into(master, weight)
@@ -408,8 +479,21 @@ class Optimizer:
         missing = set(self.carried) - set(state.scalars)
         if missing:
             raise ValueError(f"state lacks the carried scalars {sorted(missing)}")
+        per_segment = set(getattr(rule, "segment_state", ()))
         for name, arr in zip(state.names, state.arrays):
-            got = _checks.same_layout(f"state[{name!r}]", arr, w, "weight", compute)
+            if name in per_segment:
+                rows = self._plan(index, w.shape)[0].n_segments
+                got = _checks.array(f"state[{name!r}]", arr)
+                if got.target != w.target:
+                    raise ValueError(f"state[{name!r}] is on {got.target} but weight is on {w.target}: "
+                                     "weight, gradient and state must live on the same device")
+                if got.shape != (rows, 1):
+                    raise ValueError(f"state[{name!r}] must have the shape {(rows, 1)} (one value per row), "
+                                     f"got {got.shape}")
+                if got.dtype != compute:
+                    raise TypeError(f"state[{name!r}] must have dtype {compute}, got {got.dtype}")
+            else:
+                got = _checks.same_layout(f"state[{name!r}]", arr, w, "weight", compute)
             _checks.writeable(f"state[{name!r}]", got)
             described.append((f"state[{name!r}]", got))
         arrays = state.arrays[: len(rule.state_names)]
@@ -447,6 +531,8 @@ class Optimizer:
                 if index in counts:
                     raise ValueError(f"index {index!r} appears twice in one update")
                 dtype, arrays, master, arrays_of = self._checked(index, rule, weight, grad, state)
+                if self._layerwise():  # the layout is checked (and planned) before anything changes
+                    self._plan(index, arrays_of[0][1].shape)
                 described += [(name if len(items) == 1 else f"{name} of index {index!r}", got)
                               for name, got in arrays_of]
                 t = self._index_update_count.get(index, self.begin_num_update) + 1
@@ -458,6 +544,7 @@ class Optimizer:
             # update, the other parameters' included; gradients are only read.
             _checks.disjoint(described, read_only={name for name, _ in described if name.startswith("grad")})
             num_update = max([self.num_update, *counts.values()])
+            self._num_update_now = num_update  # the count this call updates at (read by step_scalars)
             launches = []
             for index, t, dtype, weight, grad, state, arrays, master in plans:
                 lr = self._get_lr(index, num_update)
@@ -471,14 +558,26 @@ class Optimizer:
                         _checks.finite(f"carried scalar {name!r} after update {t}", new.get(name))
                 args = self._rule_scalars(rule, dtype, index, t, lr, wd, new, num_update)
                 launches.append((weight, grad, arrays, args, master, state, new))
-            for weight, grad, arrays, args, master, state, new in launches:
-                _engine.launch(rule, weight, grad, arrays, args, master=master)
+            layerwise = self._layerwise()
+            for (index, *_), (weight, grad, arrays, args, master, state, new) in zip(plans, launches):
+                if layerwise:
+                    plan, inputs = self._plan(index, _arrays.info(weight).shape)
+                    n = len(rule.element_state)
+                    _reduce.launch(rule, plan, weight, grad, arrays[:n], arrays[n:], inputs, args, master=master)
+                else:
+                    _engine.launch(rule, weight, grad, arrays, args, master=master)
                 if new is not None:
                     state.scalars.update({name: float(new[name]) for name in self.carried})
             self._index_update_count.update(counts)
             self.num_update = num_update
 
     update_multi_precision = update
+
+    def _wide(self, args, scalars, names):
+        """``args`` with the :attr:`float64_scalars` as float64 (checked in the compute dtype already)."""
+        if not self.float64_scalars:
+            return args
+        return tuple(np.float64(scalars[n]) if n in self.float64_scalars else a for n, a in zip(names, args))
 
     def _rule_scalars(self, rule, dtype, index, t, lr, wd, carried, num_update):
         """The rule's per-step scalars, checked and converted to the compute ``dtype``."""
@@ -488,7 +587,7 @@ class Optimizer:
 
         scalars, names = scalars_at(lr), rule.scalar_names
         try:
-            return _checks.step_scalars(scalars, names, dtype, self.off_when_infinite)
+            return self._wide(_checks.step_scalars(scalars, names, dtype, self.off_when_infinite), scalars, names)
         except ValueError as e:
             error = e
         if self.lr_scheduler is not None and lr > 0:
@@ -498,7 +597,8 @@ class Optimizer:
             try:
                 at_zero = scalars_at(0.0)
                 vanish = {name for name in names if at_zero.get(name) == 0}
-                return _checks.step_scalars(scalars, names, dtype, self.off_when_infinite, vanish)
+                return self._wide(_checks.step_scalars(scalars, names, dtype, self.off_when_infinite, vanish),
+                                  scalars, names)
             except (ArithmeticError, ValueError) as e:
                 error = e if isinstance(e, ValueError) else error
         source = f"lr_scheduler({num_update})" if self.lr_scheduler is not None else f"learning_rate={self.lr!r}"

@@ -6,6 +6,10 @@ where the algorithms are. Every class here is registered under MXNet's name
 and re-exported as ``mxopt.<Class>``.
 """
 from . import adadelta, adagrad, adam, adamax, adamw, amsgrad, nadam, nag, rmsprop, sgd
+from . import groupadagrad, lamb, lars
+from .groupadagrad import GroupAdaGrad
+from .lamb import LAMB
+from .lars import LARS
 from .adadelta import AdaDelta
 from .adagrad import AdaGrad
 from .adam import Adam
@@ -19,6 +23,7 @@ from .sgd import SGD
 from .signum import Signum
 from .dcasgd import DCASGD
 
-__all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "NAG", "Nadam", "RMSProp", "SGD",
+__all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "GroupAdaGrad", "LAMB", "LARS", "NAG",
+           "Nadam", "RMSProp", "SGD", "groupadagrad", "lamb", "lars",
            "adadelta", "adagrad", "adam", "adamax", "adamw", "amsgrad", "nadam", "nag", "rmsprop", "sgd"]
 __all__ += ["DCASGD", "Signum", "dcasgd", "signum"]
