@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import _arrays, _checks, checkpoint
+from . import _arrays, _checks, _reduce, checkpoint
 from .optimizer import Optimizer, create
 from .state import State
 from .updater import Updater
@@ -153,9 +153,15 @@ class Trainer:
         self._make_views()
         for name, view in self._params.items():
             _arrays.copy_into(view, values[name])
+        if isinstance(optimizer.rule, _reduce.LayerwiseRule):  # e.g. GroupAdaGrad's 2-D parameters
+            for name, _ in named:
+                optimizer.segment_shape(name, infos[name].shape)
         for index, (lr_m, wd_m) in enumerate(groups):
             optimizer.lr_mult[index] = lr_m
             optimizer.wd_mult[index] = wd_m
+        for index, (_, _, names) in enumerate(self._groups):
+            # Layer-wise optimizers (LARS, LAMB, GroupAdaGrad) reduce per parameter, and read names.
+            optimizer.set_layout(index, [(name, infos[name].shape) for name in names])
         self.optimizer = optimizer
         self._scale = optimizer.rescale_grad
         self._updater = Updater(optimizer)
@@ -243,24 +249,39 @@ class Trainer:
         """
         if not isinstance(dump_optimizer, bool):
             raise TypeError(f"dump_optimizer must be True or False, got {dump_optimizer!r}")
-        shapes = dict((name, shape) for name, _, shape in self._layout)
         states, counts = {}, {}
         done = self.optimizer._index_update_count
         for index, (start, _, names) in enumerate(self._groups):
             if index in self._updater.states:
                 group = self._updater.states[index]
-                hosts = None if group is None else [_arrays.to_host(a) for a in group.arrays]
-                offset = 0
+                hosts = None if group is None else [_arrays.to_host(a).reshape(-1) for a in group.arrays]
+                offsets = [0] * (0 if group is None else len(group.names))
                 for name in names:
-                    size = int(np.prod(shapes[name], dtype=np.int64))
-                    states[name] = None if group is None else State(
-                        group.optimizer, name, group.names,
-                        [h[offset:offset + size].reshape(shapes[name]) for h in hosts], group.scalars)
-                    offset += size
+                    if group is None:
+                        states[name] = None
+                        continue
+                    parts = []
+                    for k, state_name in enumerate(group.names):
+                        shape = self._state_shape(state_name, name)
+                        size = int(np.prod(shape, dtype=np.int64))
+                        parts.append(hosts[k][offsets[k]:offsets[k] + size].reshape(shape))
+                        offsets[k] += size
+                    states[name] = State(group.optimizer, name, group.names, parts, group.scalars)
             if index in done:
                 counts.update(dict.fromkeys(names, done[index]))
         return checkpoint.dumps(self.optimizer, states, counts=counts, dump_optimizer=dump_optimizer,
                                 multipliers=False)
+
+    def _state_shape(self, state_name, name):
+        """The shape of parameter ``name``'s part of the state array ``state_name``.
+
+        The parameter's shape, but ``(rows, 1)`` for a per-row state of a
+        layer-wise optimizer (GroupAdaGrad's history).
+        """
+        shape = dict((n, s) for n, _, s in self._layout)[name]
+        if state_name in getattr(self.optimizer.rule, "segment_state", ()):
+            return (self.optimizer.segment_shape(name, shape)[0], 1)
+        return shape
 
     def load_states(self, data):
         """Restore what :meth:`save_states` returned (by any Trainer with these parameter names and shapes).
@@ -281,7 +302,8 @@ class Trainer:
         if loaded.states:
             trial = copy.copy(self.optimizer)
             loaded.apply_hyper(trial)
-            probe = trial.create_state(0, self.data[0:0])
+            trial._layouts = {}  # the probe is an empty 2-D array of its own, for the state names only
+            probe = trial.create_state(0, _arrays.view(self.data, 0, (0, 0)))
         group_states, group_counts = {}, {}
         for index, (_, _, names) in enumerate(self._groups):
             counted = {loaded.counts[n] for n in names if n in loaded.counts}
@@ -312,14 +334,17 @@ class Trainer:
                 raise ValueError(f"{fail}the state of {n!r} holds {None if state is None else state.names}, "
                                  f"this Trainer's optimizer keeps {probe.names}")
             for name, arr in zip(state.names, state.arrays):
-                if arr.shape != shapes[n] or arr.dtype != dtype:
+                want = self._state_shape(name, n)
+                if arr.shape != want or arr.dtype != dtype:
                     raise ValueError(f"{fail}state[{name!r}] of {n!r} is {arr.dtype} {arr.shape}, the parameter "
-                                     f"needs {dtype} {shapes[n]}")
+                                     f"needs {dtype} {want}")
             if scalars is not None and state.scalars != scalars:
                 raise ValueError(f"{fail}parameters {list(names)} are updated together here but carry "
                                  f"different scalars there")
             scalars = state.scalars
+        segment_state = getattr(self.optimizer.rule, "segment_state", ())
         arrays = [np.concatenate([saved[n].arrays[i].reshape(-1) for n in names]) for i in range(len(probe.names))]
+        arrays = [a.reshape(-1, 1) if name in segment_state else a for name, a in zip(probe.names, arrays)]
         return State(probe.optimizer, index, probe.names, arrays, scalars)
 
 
