@@ -18,7 +18,7 @@ from . import optimizers
 from . import datasets, models, momentum_scheduler
 from .optimizers import (NAG, SGD, AdaDelta, AdaGrad, Adam, Adamax, AdamW, AMSGrad, Nadam,
                          RMSProp)
-from .optimizers import DCASGD, Signum
+from .optimizers import DCASGD, LBSGD, Signum
 from .optimizers import LAMB, LARS, GroupAdaGrad
 from .trainer import Trainer
 

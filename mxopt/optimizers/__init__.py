@@ -22,8 +22,9 @@ from .rmsprop import RMSProp
 from .sgd import SGD
 from .signum import Signum
 from .dcasgd import DCASGD
+from .lbsgd import LBSGD
 
 __all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "GroupAdaGrad", "LAMB", "LARS", "NAG",
            "Nadam", "RMSProp", "SGD", "groupadagrad", "lamb", "lars",
            "adadelta", "adagrad", "adam", "adamax", "adamw", "amsgrad", "nadam", "nag", "rmsprop", "sgd"]
-__all__ += ["DCASGD", "Signum", "dcasgd", "signum"]
+__all__ += ["DCASGD", "LBSGD", "Signum", "dcasgd", "lbsgd", "signum"]
