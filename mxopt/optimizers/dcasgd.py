@@ -31,7 +31,7 @@ left to right, the product with ``−η`` last). MXNet clips whenever
 from .. import _checks
 from .._arrays import copy_into
 from .._engine import UpdateRule
-from .._scalar import HELPERS, clip
+from .._scalar import clip
 from ..optimizer import Optimizer, register
 
 
@@ -40,8 +40,6 @@ def compensated_gradient(w, g, previous_weight, wd, lamda, rescale_grad, clip_gr
     grad = clip(rescale_grad * g, clip_gradient)
     return grad + wd * w + lamda * grad * grad * (w - previous_weight)
 
-
-HELPERS["compensated_gradient"] = compensated_gradient  # compiled with the rules that call it
 
 
 def dcasgd(w, g, previous_weight, lr, wd, lamda, rescale_grad, clip_gradient):

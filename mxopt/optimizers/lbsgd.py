@@ -54,8 +54,9 @@ import math
 from .. import _checks
 from .._engine import UpdateRule
 from .._reduce import LayerwiseRule
-from .._scalar import HELPERS, ONE
+from .._scalar import ONE
 from ..optimizer import Optimizer, register
+# MXNet's two SGD kernels under its op names (the rules below call them; the engine compiles them too).
 from .nag import NAG_WITHOUT_MOMENTUM_RULE, nag_without_momentum as sgd_update
 from .sgd import SGD_MOMENTUM_RULE, sgd_momentum as sgd_mom_update
 
@@ -118,10 +119,6 @@ def lars_rate(weight2, grad2, host_lr, host_wd):
     elif ratio > 100.0:
         ratio = 100.0
     return host_lr * ratio
-
-
-# Functions the rules call, compiled for each target with them (MXNet's two SGD kernels among them).
-HELPERS.update(sgd_update=sgd_update, sgd_mom_update=sgd_mom_update, squares=squares, squares_cum=squares_cum)
 
 
 def _lars(summands, update, n_state):

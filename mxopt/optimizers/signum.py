@@ -35,7 +35,7 @@ import math
 
 from .. import _checks
 from .._engine import UpdateRule
-from .._scalar import HELPERS, ONE, clip
+from .._scalar import ONE, clip
 from ..optimizer import Optimizer, register
 
 
@@ -47,8 +47,6 @@ def sign(x):
         return -ONE
     return ONE - ONE
 
-
-HELPERS["sign"] = sign  # compiled for each target with the rules that call it
 
 
 def signum(w, g, mom, lr, momentum, wd, wd_lh, rescale_grad, clip_gradient):
