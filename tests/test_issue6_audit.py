@@ -17,7 +17,10 @@ from mxopt.optimizer import opt_registry
 #: Every registered optimizer, with the settings that give it state arrays.
 CONFIGS = [("sgd", {"momentum": 0.9}), ("nag", {"momentum": 0.9}), ("adam", {}), ("adagrad", {}),
            ("rmsprop", {}), ("rmsprop", {"centered": True}), ("adadelta", {}), ("adamax", {}),
-           ("nadam", {}), ("amsgrad", {}), ("adamw", {}), ("ccsgd", {"momentum": 0.9})]
+           ("nadam", {}), ("amsgrad", {}), ("adamw", {}), ("ccsgd", {"momentum": 0.9}),
+           ("signum", {}), ("dcasgd", {"momentum": 0.9}), ("lbsgd", {"momentum": 0.9, "batch_scale": 2}),
+           ("lbsgd", {"momentum": 0.9, "warmup_strategy": "lars"}), ("lars", {"momentum": 0.9}),
+           ("lamb", {}), ("groupadagrad", {})]
 
 
 def test_configs_cover_the_registry():
@@ -59,12 +62,15 @@ def same(a, b):
 @pytest.mark.parametrize("name, kwargs", CONFIGS, ids=[f"{n}{'-' + str(k) if k else ''}" for n, k in CONFIGS])
 def test_list_update_refuses_memory_shared_across_parameters(name, kwargs):
     opt = make(name, learning_rate=0.01, **kwargs)
-    w0, w1 = np.linspace(-1, 1, 12, dtype=np.float32), np.linspace(0, 1, 12, dtype=np.float32)
+    # 2-D, so that row-wise optimizers (GroupAdaGrad) take them too
+    w0 = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+    w1 = np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4)
     s0, s1 = opt.create_state(0, w0), opt.create_state(1, w1)
-    g = np.full(12, 0.5, np.float32)
+    g = np.full((3, 4), 0.5, np.float32)
     opt.update([0, 1], [w0, w1], [g, g.copy()], [s0, s1])  # non-trivial counters and states
     before = frozen(opt, w0, w1, s0, s1, g)
-    forged = mxopt.State(s1.optimizer, 1, s1.names, (w0,) + tuple(s1.arrays[1:]), s1.scalars)
+    inside_w0 = w0.reshape(-1)[:s1.arrays[0].size].reshape(s1.arrays[0].shape)  # a view of w0 shaped like the state
+    forged = mxopt.State(s1.optimizer, 1, s1.names, (inside_w0,) + tuple(s1.arrays[1:]), s1.scalars)
     shared = mxopt.State(s1.optimizer, 1, s1.names, s0.arrays, s1.scalars)
     for label, call in [
         ("grad of index 1 shares memory with weight of index 0", lambda: opt.update([0, 1], [w0, w1], [g, w0], [s0, s1])),
@@ -288,24 +294,24 @@ def test_a_schedule_that_decays_below_float32_keeps_training(name, kwargs):
     # 0.01·0.5^t is below float32's smallest subnormal from t = 143 on: the step
     # sizes round to 0 (no step, as in MXNet) instead of stopping the training
     opt = make(name, lr_scheduler=mxopt.lr_scheduler.Exp(base_lr=0.01, gamma=0.5), **kwargs)
-    w = np.ones(5, np.float32)
+    w = np.ones((1, 5), np.float32)
     state = opt.create_state(0, w)
     for _ in range(150):
-        opt.update(0, w, np.full(5, 0.5, np.float32), state)
+        opt.update(0, w, np.full((1, 5), 0.5, np.float32), state)
     if name != "adadelta":  # AdaDelta has no learning rate: it keeps stepping
         settled = w.copy()
-        opt.update(0, w, np.full(5, 0.5, np.float32), state)
+        opt.update(0, w, np.full((1, 5), 0.5, np.float32), state)
         np.testing.assert_array_equal(w, settled)
     assert opt.num_update == 150 + (name != "adadelta") and np.isfinite(w).all()
     # what the user gives is still checked: a constant rate or a gradient scale that float32 cannot hold
     for bad in ({"learning_rate": 1e-50}, {"rescale_grad": 1e-300, "lr_scheduler": mxopt.lr_scheduler.Exp()}):
         opt = make(name, **kwargs, **bad)
-        w = np.ones(5, np.float32)
+        w = np.ones((1, 5), np.float32)
         state = opt.create_state(0, w)
         if name == "adadelta" and "learning_rate" in bad:
             continue
         with pytest.raises(ValueError, match="rounds to 0 in float32"):
-            opt.update(0, w, np.full(5, 0.5, np.float32), state)
+            opt.update(0, w, np.full((1, 5), 0.5, np.float32), state)
         np.testing.assert_array_equal(w, 1.0)
 
 
