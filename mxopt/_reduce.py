@@ -57,7 +57,7 @@ CHUNK = 4096
 #: CUDA threads per block of the reduce pass (a power of two, for the tree).
 _CUDA_THREADS = 256
 
-_RESERVED = {"c", "i", "s", "k", "zero", "kernel", "prange", "cuda", "np", "w16", "count",
+_RESERVED = {"c", "i", "s", "k", "start", "stop", "zero", "kernel", "prange", "cuda", "np", "w16", "count",
              "summands", "segment", "update", "chunk_start", "chunk_stop", "chunk_seg", "seg_first",
              "seg_count", "tid", "buf", "step"}
 
@@ -135,15 +135,30 @@ class LayerwiseRule:
             parts = ", ".join(f"part_{n}" for n in self.sums)
             scal = ", ".join(self._summand_scalars)
             xs = ", ".join(f"x_{n}" for n in self.sums)
-            head = f"def kernel({arrays}, {parts}, chunk_start, chunk_stop, zero{', ' + scal if scal else ''}):"
+            head = (f"def kernel({arrays}, {parts}, chunk_start, chunk_stop, chunk_seg, seg_first, zero"
+                    f"{', ' + scal if scal else ''}):")
             call = _single(f"summands({', '.join(load)}{', ' + scal if scal else ''})", len(self.sums))
             if cpu:
-                body = ["    for c in prange(chunk_start.shape[0]):"]
+                # Two loops per chunk: the summands into a chunk-sized buffer (vectorised), then
+                # their sum in element order (a sequential chain of additions, MXNet's order).
+                w = self.arrays[0]
+                body = ["    for c in prange(chunk_start.shape[0]):",
+                        "        start, stop = chunk_start[c], chunk_stop[c]"]
+                body += [f"        buf_{n} = np.empty_like({w}[start:stop])" for n in self.sums]
+                body += ["        for k in range(stop - start):", "            i = start + k",
+                         f"            {xs} = {call}"]
+                body += [f"            buf_{n}[k] = x_{n}" for n in self.sums]
                 body += [f"        acc_{n} = zero" for n in self.sums]
                 if self.compensated:
                     body += [f"        res_{n} = zero" for n in self.sums]
-                body += ["        for i in range(chunk_start[c], chunk_stop[c]):", f"            {xs} = {call}"]
-                body += [line for n in self.sums for line in self._accumulate(n, "            ")]
+                else:  # a parameter longer than a chunk: eight interleaved sums (vectorised)
+                    body += ["        if seg_first[chunk_seg[c] + 1] - seg_first[chunk_seg[c]] > 1:"]
+                    body += [f"            acc_{n} = lanes(buf_{n}, zero)" for n in self.sums]
+                    body += ["        else:"]
+                pad = "            " if not self.compensated else "        "
+                body += [f"{pad}for k in range(stop - start):"]
+                body += [f"{pad}    x_{n} = buf_{n}[k]" for n in self.sums]
+                body += [line for n in self.sums for line in self._accumulate(n, pad + "    ")]
                 body += [f"        part_{n}[c] = acc_{n}" for n in self.sums]
             else:
                 body = ["    tid = cuda.threadIdx.x"]
@@ -224,7 +239,7 @@ class LayerwiseRule:
 
         fns = {"summands": self.summands, "segment": self.segment, "update": self.update}
         namespace = {name: _compile(fn, target) for name, fn in fns.items()}
-        namespace.update(np=np, math=math, prange=numba.prange, only=only)
+        namespace.update(np=np, math=math, prange=numba.prange, only=only, lanes=_compile(lanes, target))
         if target == _arrays.CPU:
             exec(self._source(part, target), namespace)  # noqa: S102 - our own template
             return numba.njit(parallel=parallel, error_model="numpy")(namespace["kernel"])
@@ -234,6 +249,31 @@ class LayerwiseRule:
                          DTYPE=numba.from_dtype(dtype) if dtype is not None else None)
         exec(self._source(part, target, multi_precision), namespace)  # noqa: S102
         return cuda.jit(namespace["kernel"])
+
+
+def lanes(buf, zero):
+    """``Σ buf`` in eight interleaved partial sums, combined pairwise (LLVM vectorises it).
+
+    Used for the chunks of parameters longer than one chunk, where no
+    sequential order is MXNet's anyway; a parameter of one chunk is summed in
+    element order.
+    """
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
+    n = buf.shape[0]
+    m = n - n % 8
+    for k in range(0, m, 8):
+        a0 += buf[k]
+        a1 += buf[k + 1]
+        a2 += buf[k + 2]
+        a3 += buf[k + 3]
+        a4 += buf[k + 4]
+        a5 += buf[k + 5]
+        a6 += buf[k + 6]
+        a7 += buf[k + 7]
+    total = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    for k in range(m, n):
+        total += buf[k]
+    return total
 
 
 def _single(call, n):
@@ -282,7 +322,10 @@ class Plan:
         """The plan's arrays (and ``seg_count`` in ``dtype``) on ``target``, made once."""
         key = (target, np.dtype(dtype))
         if key not in self._cache:
-            host = {"chunk_start": self.chunk_start, "chunk_stop": self.chunk_stop, "chunk_seg": self.chunk_seg,
+            # Unsigned element indices: Numba then knows they are never negative and drops the
+            # wrap-around test of every array access, which would keep LLVM from vectorising.
+            host = {"chunk_start": self.chunk_start.astype(np.uint64), "chunk_stop": self.chunk_stop.astype(np.uint64),
+                    "chunk_seg": self.chunk_seg,
                     "seg_first": self.seg_first, "seg_count": self.counts.astype(dtype)}
             if target == _arrays.CUDA:
                 from numba import cuda
@@ -331,7 +374,7 @@ def launch(rule, plan, weight, grad, state, segment_state, segment_inputs, args,
         seg_in = [np.asarray(a, dtype) for a in segment_inputs]
         parallel = plan.size >= _CPU_PARALLEL_THRESHOLD()
         rule.kernel("reduce", target, parallel=parallel)(*arrays, *parts, p["chunk_start"], p["chunk_stop"],
-                                                          zero, *summand_args)
+                                                          p["chunk_seg"], p["seg_first"], zero, *summand_args)
         rule.kernel("segment", target, parallel=parallel and plan.n_segments > 1024)(
             *parts, p["seg_first"], p["seg_count"], *seg_state, *seg_in, *values, zero, *segment_args)
         by_name = dict(zip((*rule.segment_state, *rule.values), (*seg_state, *values)))
@@ -371,7 +414,7 @@ def launch(rule, plan, weight, grad, state, segment_state, segment_inputs, args,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NumbaPerformanceWarning)
         rule.kernel("reduce", target, dtype=dtype)[_cuda_grid(plan.n_chunks), threads, stream](
-            *flats, *parts, p["chunk_start"], p["chunk_stop"], zero, *summand_args)
+            *flats, *parts, p["chunk_start"], p["chunk_stop"], p["chunk_seg"], p["seg_first"], zero, *summand_args)
         seg_threads = 8 if _simulated() else 256
         rule.kernel("segment", target)[max(1, min(-(-plan.n_segments // seg_threads), 1024)), seg_threads, stream](
             *parts, p["seg_first"], p["seg_count"], *seg_state, *seg_in, *values, zero, *segment_args)
@@ -435,7 +478,8 @@ def sum_squares(array) -> float:
     if described.target == _arrays.CPU:
         part = np.empty(plan.n_chunks, dtype)
         _SQUARES.kernel("reduce", _arrays.CPU, parallel=described.size >= _CPU_PARALLEL_THRESHOLD())(
-            x, x, part, arrays["chunk_start"], arrays["chunk_stop"], np.dtype(dtype).type(0))
+            x, x, part, arrays["chunk_start"], arrays["chunk_stop"], arrays["chunk_seg"], arrays["seg_first"],
+            np.dtype(dtype).type(0))
     else:
         from numba import cuda
 
@@ -447,7 +491,8 @@ def sum_squares(array) -> float:
             warnings.simplefilter("ignore", NumbaPerformanceWarning)
             _SQUARES.kernel("reduce", _arrays.CUDA, dtype=dtype)[_cuda_grid(plan.n_chunks),
                                                                   8 if _simulated() else _CUDA_THREADS, stream](
-                x, x, part, arrays["chunk_start"], arrays["chunk_stop"], np.dtype(dtype).type(0))
+                x, x, part, arrays["chunk_start"], arrays["chunk_stop"], arrays["chunk_seg"], arrays["seg_first"],
+            np.dtype(dtype).type(0))
         part = part.copy_to_host(stream=stream)
     total = part[0]
     for v in part[1:]:
