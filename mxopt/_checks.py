@@ -219,14 +219,19 @@ def array(name, x):
     return described
 
 
-def same_layout(name, x, like, like_name, dtype=None):
-    """Check that ``x`` has the shape, target (and ``dtype``) of ``like``."""
+def same_layout(name, x, like, like_name, dtype=None, shape=None, shape_note=""):
+    """Check that ``x`` has the target of ``like``, its shape (or ``shape``) and its dtype (or ``dtype``).
+
+    ``shape_note`` says, in the error, why ``x`` needs ``shape`` (a per-row state, say).
+    """
     got = array(name, x)
     if got.target != like.target:
         raise ValueError(f"{name} is on {got.target} but {like_name} is on {like.target}: "
                          "weight, gradient and state must live on the same device")
-    if got.shape != like.shape:
+    if shape is None and got.shape != like.shape:
         raise ValueError(f"{name} must have the shape of {like_name} {like.shape}, got {got.shape}")
+    if shape is not None and got.shape != tuple(shape):
+        raise ValueError(f"{name} must have the shape {tuple(shape)}{shape_note}, got {got.shape}")
     want = like.dtype if dtype is None else np.dtype(dtype)
     if got.dtype != want:
         raise TypeError(f"{name} must have dtype {want}, got {got.dtype}")

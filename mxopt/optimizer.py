@@ -481,19 +481,9 @@ class Optimizer:
             raise ValueError(f"state lacks the carried scalars {sorted(missing)}")
         per_segment = set(getattr(rule, "segment_state", ()))
         for name, arr in zip(state.names, state.arrays):
-            if name in per_segment:
-                rows = self._plan(index, w.shape)[0].n_segments
-                got = _checks.array(f"state[{name!r}]", arr)
-                if got.target != w.target:
-                    raise ValueError(f"state[{name!r}] is on {got.target} but weight is on {w.target}: "
-                                     "weight, gradient and state must live on the same device")
-                if got.shape != (rows, 1):
-                    raise ValueError(f"state[{name!r}] must have the shape {(rows, 1)} (one value per row), "
-                                     f"got {got.shape}")
-                if got.dtype != compute:
-                    raise TypeError(f"state[{name!r}] must have dtype {compute}, got {got.dtype}")
-            else:
-                got = _checks.same_layout(f"state[{name!r}]", arr, w, "weight", compute)
+            per_row = (self._plan(index, w.shape)[0].n_segments, 1) if name in per_segment else None
+            got = _checks.same_layout(f"state[{name!r}]", arr, w, "weight", compute, shape=per_row,
+                                      shape_note=" (one value per row)")
             _checks.writeable(f"state[{name!r}]", got)
             described.append((f"state[{name!r}]", got))
         arrays = state.arrays[: len(rule.state_names)]
