@@ -267,6 +267,35 @@ def test_a_notebook_over_its_time_fails(runnable, tmp_path, capsys):
     assert not (tmp_path / "cache" / "03_slow.ipynb").exists()
 
 
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_kernels_talk_over_sockets_of_their_own(asynchronous):
+    """Over TCP two kernels started at once (two xdist workers) can be handed
+    the same port, and one dies with "Address already in use"; the managers
+    that the executor and the nbval plugin use give each kernel Unix sockets
+    in a folder of its own, outside the notebook's folder."""
+    import os
+
+    from jupyter_client.manager import AsyncKernelManager, KernelManager
+
+    cls = ex.kernel_manager_class(asynchronous)
+    assert issubclass(cls, AsyncKernelManager if asynchronous else KernelManager)
+    first, second = cls(kernel_name="python3"), cls(kernel_name="python3")
+    assert first.transport == second.transport == "ipc"
+    assert os.path.dirname(first.ip) != os.path.dirname(second.ip)
+    assert os.path.isdir(os.path.dirname(first.ip)) and os.path.isabs(first.ip)
+    assert first._make_url("shell").startswith("ipc://" + first.ip)
+
+
+def test_the_nbval_plugin_starts_its_kernels_over_unix_sockets(monkeypatch):
+    import nbval.kernel
+
+    import tools.nbval_executed as plugin
+
+    monkeypatch.setattr(nbval.kernel, "KernelManager", nbval.kernel.KernelManager)
+    plugin.pytest_sessionstart(None)
+    assert nbval.kernel.KernelManager(kernel_name="python3").transport == "ipc"
+
+
 # --------------------------------------------------------------------------- #
 # The hook: pages from executed copies, downloads from the stored notebooks
 

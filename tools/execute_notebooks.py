@@ -240,8 +240,8 @@ def execute(notebook: Path, timeout: float = DEFAULT_TIMEOUT, source: bytes | No
         resources={"metadata": {"path": str(notebook.parent)}},
         on_cell_error=lambda cell, cell_index, execute_reply: failed.setdefault("cell", cell_index),
         on_cell_executed=lambda cell, cell_index, execute_reply: failed.update(last=cell_index),
+        kernel_manager_class=kernel_manager_class(),
     )
-    _encrypt_transport(client)
     try:
         client.execute(env=_kernel_env())
     except (CellControlSignal, CellTimeoutError, DeadKernelError, TimeoutError, RuntimeError) as err:
@@ -261,20 +261,35 @@ def _code_cell_number(nb, index: int) -> int | str:
     return sum(c.cell_type == "code" for c in nb.cells[: index + 1])
 
 
-def _encrypt_transport(client) -> None:
-    """Give the kernel CurveZMQ keys where jupyter_client and libzmq can (this
-    silences ipykernel's "running over TCP without encryption" warning)."""
-    try:
-        import zmq
-        from jupyter_client.manager import KernelManager
-    except ImportError:
-        return
-    if zmq.has("curve") and KernelManager.class_traits().get("transport_encryption"):
-        from traitlets.config import Config
+def kernel_manager_class(asynchronous: bool = True):
+    """A jupyter_client kernel manager whose kernel talks over Unix sockets:
+    the AsyncKernelManager that nbclient drives, or (``asynchronous=False``)
+    the KernelManager that nbval drives.
 
-        config = Config()
-        config.KernelManager.transport_encryption = "auto"
-        client.config = config
+    Over TCP, jupyter_client picks free ports by binding and releasing them,
+    and the kernel binds them again a moment later: two kernels started at once
+    by two processes (pytest-xdist workers, this module's pool) can be handed
+    the same port, and one of them dies with "Address already in use". A Unix
+    socket is a file of a name that nobody else holds: a fresh folder made for
+    each kernel, so no two kernels meet and nothing is left in the notebook's
+    folder."""
+    import tempfile
+
+    from jupyter_client.manager import AsyncKernelManager, KernelManager
+    from traitlets import default
+
+    class UnixSocketKernelManager(AsyncKernelManager if asynchronous else KernelManager):
+        @default("transport")
+        def _unix_sockets(self):
+            return "ipc"
+
+        @default("ip")
+        def _socket_prefix(self):
+            # sockets are named <prefix>-<n>; the folder goes when the kernel does
+            self._socket_dir = tempfile.TemporaryDirectory(prefix="mxopt-kernel-")
+            return os.path.join(self._socket_dir.name, "kernel")
+
+    return UnixSocketKernelManager
 
 
 def _job(notebook: Path, environment: Mapping, timeout: float, cache: Path) -> tuple[str, float]:

@@ -15,6 +15,9 @@ and of the package and versions as they were when the session started
 (:func:`execute_notebooks.store`).  ``make site`` then finds the copies current
 and executes nothing again.
 
+The plugin also has nbval start its kernels over Unix sockets, not TCP
+ports (see :func:`execute_notebooks.kernel_manager_class`).
+
 Nothing is stored for a notebook with a failed or skipped cell, for one that
 changed on disk after nbval read it, or when the kernel's matplotlib backend
 is not the inline one (with ``MPLBACKEND=Agg`` the figures would be missing
@@ -42,6 +45,12 @@ _ENVIRONMENT: dict = {}
 
 def pytest_sessionstart(session):
     _ENVIRONMENT["inputs"] = execute_notebooks.environment_inputs()
+    # nbval starts its kernels over TCP, where two xdist workers starting one
+    # each can be handed the same port; give it the Unix-socket manager that
+    # execute_notebooks uses (nbval.kernel looks the class up at each start)
+    import nbval.kernel
+
+    nbval.kernel.KernelManager = execute_notebooks.kernel_manager_class(asynchronous=False)
 
 
 def _is_nbval_cell(item) -> bool:
