@@ -20,6 +20,7 @@ from .optimizers import (NAG, SGD, AdaDelta, AdaGrad, Adam, Adamax, AdamW, AMSGr
                          RMSProp)
 from .optimizers import DCASGD, LBSGD, Signum
 from .optimizers import LAMB, LARS, GroupAdaGrad
+from .optimizers import Ftrl
 from .trainer import Trainer
 
 __version__ = "0.1.0"
