@@ -16,6 +16,7 @@ from .state import State
 from .updater import Updater, get_updater
 from . import optimizers
 from . import datasets, models, momentum_scheduler
+from .optimization_state import OptimizationState, normgrad
 from .optimizers import (NAG, SGD, AdaDelta, AdaGrad, Adam, Adamax, AdamW, AMSGrad, Nadam,
                          RMSProp)
 from .optimizers import DCASGD, LBSGD, Signum
@@ -27,4 +28,5 @@ __version__ = "0.1.0"
 
 __all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "NAG", "Nadam", "Optimizer",
            "RMSProp", "SGD", "State", "Trainer", "UpdateRule", "Updater", "create", "get_updater",
-           "datasets", "lr_scheduler", "models", "momentum_scheduler", "opt_registry", "register"]
+           "datasets", "lr_scheduler", "models", "momentum_scheduler", "normgrad", "OptimizationState", "opt_registry",
+           "register"]
