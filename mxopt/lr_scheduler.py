@@ -13,7 +13,18 @@ Warm-up (all MXNet schedules): for ``num_update < warmup_steps`` the rate
 rises linearly from ``warmup_begin_lr`` to ``base_lr``
 (``warmup_mode='linear'``) or stays at ``warmup_begin_lr`` (``'constant'``).
 
-``Exp`` and ``Inv`` are MXNet.jl's ``LearningRate.Exp``/``LearningRate.Inv``.
+``Fixed``, ``Exp`` and ``Inv`` are MXNet.jl's ``LearningRate.Fixed``,
+``LearningRate.Exp(η₀; γ)`` and ``LearningRate.Inv(η₀; γ, p)``, with
+``base_lr`` for η₀ and ``power`` for p. MXNet.jl's schedules count ``t``
+themselves (0 until the caller's first ``update!``); these are functions of
+``num_update``, and at ``num_update = n`` give MXNet.jl's value at ``t = n``.
+
+The textbook decays map onto these (the schedules chapter checks each):
+exponential decay ``η₀·e^(−d·n)`` is ``Exp(η₀, gamma=e^(−d))``; the
+time-based decay ``η₀/(1 + d·n)`` is ``Inv(η₀, gamma=d, power=1)``; step
+decay ``η₀·d^⌊(n+1)/r⌋`` at iteration ``n = 0, 1, ...`` is
+``FactorScheduler(step=r, factor=d, stop_factor_lr=0, base_lr=η₀)`` at
+``num_update = n + 2``.
 """
 from __future__ import annotations
 
@@ -151,8 +162,30 @@ class CosineScheduler(_Annealing):
         return (1.0 + math.cos(math.pi * done / total)) / 2.0
 
 
+class Fixed:
+    """MXNet.jl's ``LearningRate.Fixed``: the same rate ``η`` at every update.
+
+    >>> Fixed(0.1)(1), Fixed(0.1)(10 ** 6)
+    (0.1, 0.1)
+    """
+
+    def __init__(self, base_lr=0.01):
+        self.base_lr = _checks.at_least(0.0)("base_lr", base_lr)
+
+    def __call__(self, num_update):
+        _checks.integer(0)("num_update", num_update)
+        return self.base_lr
+
+    def __repr__(self):
+        return f"Fixed(base_lr={self.base_lr!r})"
+
+
 class Exp:
-    """MXNet.jl's ``LearningRate.Exp``: ``η_t = η₀·γ^t``."""
+    """MXNet.jl's ``LearningRate.Exp``: ``η_t = η₀·γ^t``.
+
+    >>> Exp(base_lr=1.0, gamma=0.5)(3)
+    0.125
+    """
 
     def __init__(self, base_lr=0.01, gamma=0.9):
         self.base_lr = _checks.at_least(0.0)("base_lr", base_lr)
@@ -165,7 +198,15 @@ class Exp:
 
 
 class Inv:
-    """MXNet.jl's ``LearningRate.Inv``: ``η_t = η₀·(1 + γ·t)^(−p)``."""
+    """MXNet.jl's ``LearningRate.Inv``: ``η_t = η₀·(1 + γ·t)^(−p)`` (``power`` is p).
+
+    With ``1/2 < p <= 1`` it is the one schedule here that meets Robbins and
+    Monro's conditions ``Σ η_t = ∞``, ``Σ η_t² < ∞`` (Robbins & Monro, 1951,
+    "A stochastic approximation method", Ann. Math. Statist.).
+
+    >>> Inv(base_lr=1.0, gamma=1.0, power=1.0)(3)
+    0.25
+    """
 
     def __init__(self, base_lr=0.01, gamma=0.9, power=0.5):
         self.base_lr = _checks.at_least(0.0)("base_lr", base_lr)
