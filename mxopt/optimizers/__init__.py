@@ -24,9 +24,11 @@ from .signum import Signum
 from .dcasgd import DCASGD
 from .lbsgd import LBSGD
 from .ftrl import Ftrl
+from .ftml import FTML
 
 __all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "GroupAdaGrad", "LAMB", "LARS", "NAG",
            "Nadam", "RMSProp", "SGD", "groupadagrad", "lamb", "lars",
            "adadelta", "adagrad", "adam", "adamax", "adamw", "amsgrad", "nadam", "nag", "rmsprop", "sgd"]
 __all__ += ["DCASGD", "LBSGD", "Signum", "dcasgd", "lbsgd", "signum"]
 __all__ += ["Ftrl", "ftrl"]
+__all__ += ["FTML", "ftml"]
