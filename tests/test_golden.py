@@ -26,6 +26,7 @@ SCHED_CASES = INDEX["scheduler_cases"]
 #: with the same float32 arithmetic (the float16 gradient converts to float32
 #: exactly) and round it to float16, so they are tested at 0 ULP as well.
 BIT_EXACT = {"sgd", "ccsgd", "nag", "adam", "signum", "dcasgd", "lars", "groupadagrad"}
+BIT_EXACT |= {"ftrl"}  # signed zeros included (tests/test_ftrl.py)
 #: Cases where mxopt fixes an MXNet bug on purpose: how many steps still equal MXNet's
 #: (the weights after them are compared; later weights and the final states are not).
 #: lamb_mp_fp16: MXNet 1.9.1 never writes LAMB's float32 master copy, so from step 2 on
