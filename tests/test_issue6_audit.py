@@ -21,6 +21,7 @@ CONFIGS = [("sgd", {"momentum": 0.9}), ("nag", {"momentum": 0.9}), ("adam", {}),
            ("signum", {}), ("dcasgd", {"momentum": 0.9}), ("lbsgd", {"momentum": 0.9, "batch_scale": 2}),
            ("lbsgd", {"momentum": 0.9, "warmup_strategy": "lars"}), ("lars", {"momentum": 0.9}),
            ("lamb", {}), ("groupadagrad", {})]
+CONFIGS += [("ftrl", {})]
 
 
 def test_configs_cover_the_registry():
