@@ -22,6 +22,7 @@ from .optimizers import (NAG, SGD, AdaDelta, AdaGrad, Adam, Adamax, AdamW, AMSGr
 from .optimizers import DCASGD, LBSGD, Signum
 from .optimizers import LAMB, LARS, GroupAdaGrad
 from .optimizers import Ftrl
+from .optimizers import FTML
 from .trainer import Trainer
 
 __version__ = "0.1.0"
