@@ -73,6 +73,13 @@ class Trainer:
       lr_mult, wd_mult: per-parameter multipliers by name. Parameters are
         laid out in groups of equal multipliers; each group is one launch,
         so the default (no multipliers) is one launch per step.
+      kvstore: ``None`` (this process alone), a store from
+        :func:`mxopt.kvstore.create` or its name (``'local'``,
+        ``'dist_sync'``, ``'dist_sync_vote'``, ``'dist_async'``): data-parallel
+        training over MPI, where ``step(batch_size)`` communicates and
+        ``batch_size`` is the global batch (see :mod:`mxopt.kvstore`). With a
+        ``'dist_*'`` store the construction is collective: every rank must
+        build the same parameters, and all start from rank 0's values.
 
     float16 parameters need ``multi_precision=True``: MXNet 1.9.1 would
     update them in float16 arithmetic, but Numba has no float16 arithmetic
@@ -91,7 +98,7 @@ class Trainer:
       array([-0.5, -0.5], dtype=float32)
     """
 
-    def __init__(self, params, optimizer, optimizer_params=None, lr_mult=None, wd_mult=None):
+    def __init__(self, params, optimizer, optimizer_params=None, lr_mult=None, wd_mult=None, kvstore=None):
         if isinstance(params, dict):
             named = list(params.items())
         elif isinstance(params, (list, tuple)):
@@ -111,6 +118,14 @@ class Trainer:
             if (described.target, described.dtype) != (first.target, first.dtype):
                 raise ValueError(f"params[{name!r}] is {described.dtype} on {described.target}, but "
                                  f"params[{first_name!r}] is {first.dtype} on {first.target}: one buffer needs one of each")
+        if kvstore is not None:
+            from . import kvstore as _kvstore
+
+            if isinstance(kvstore, str):
+                kvstore = _kvstore.create(kvstore)
+            elif not isinstance(kvstore, _kvstore.KVStore):
+                raise TypeError(f"kvstore must be None, a store from mxopt.kvstore.create or its name, "
+                                f"got {type(kvstore).__name__}")
         for label, table in (("optimizer_params", optimizer_params), ("lr_mult", lr_mult), ("wd_mult", wd_mult)):
             if table is not None and not isinstance(table, Mapping):
                 raise TypeError(f"{label} must be a dict, got {type(table).__name__}")
@@ -165,7 +180,16 @@ class Trainer:
         self.optimizer = optimizer
         self._scale = optimizer.rescale_grad
         self._updater = Updater(optimizer)
+        self._kvstore = None
+        if kvstore is not None:
+            kvstore._attach(self)  # collective: checks every rank's layout, then broadcasts rank 0's weights
+            self._kvstore = kvstore
         _OWNERS[optimizer] = weakref.ref(self)
+
+    @property
+    def kvstore(self):
+        """The :class:`mxopt.kvstore.KVStore` that ``step`` communicates through, or ``None``."""
+        return self._kvstore
 
     def _make_views(self):
         self._params = {name: _arrays.view(self.data, start, shape) for name, start, shape in self._layout}
@@ -193,6 +217,7 @@ class Trainer:
         new._groups, new._layout, new._scale = self._groups, self._layout, self._scale
         new.optimizer = copy.deepcopy(self.optimizer, memo)
         new._updater = copy.deepcopy(self._updater, memo)
+        new._kvstore = None  # a copy trains on its own: a store synchronises one Trainer
         new._make_views()
         _OWNERS[new.optimizer] = weakref.ref(new)
         return new
@@ -213,13 +238,33 @@ class Trainer:
 
         The gradients are scaled by ``rescale_grad / batch_size``, as in
         gluon, so ``grads`` may hold the sum over a batch. ``batch_size``
-        is a finite number > 0.
+        is a finite number > 0. With a :attr:`kvstore` the step
+        communicates first and ``batch_size`` is the global batch (every
+        rank's examples together; see :mod:`mxopt.kvstore`).
         """
         batch = _checks.at_least(0.0, strict=True)("batch_size", batch_size)
-        with self.optimizer._lock:  # rescale_grad is set for this step only: one step at a time
-            self._step(batch)
+        if self._kvstore is not None:
+            self._kvstore._step(self, batch)
+        else:
+            self._locked_step(batch)
 
-    def _step(self, batch):
+    def _locked_step(self, batch, data=None):
+        """The update of ``data`` (default: the parameters) from ``grad_data``, no communication."""
+        with self.optimizer._lock:  # rescale_grad is set for this step only: one step at a time
+            self._step(batch, self.data if data is None else data)
+
+    def _state_arrays(self, name):
+        """Each group's state array ``name`` (in buffer order), for the stores."""
+        return [self._updater.states[index][name] for index in range(len(self._groups))]
+
+    def _set_state(self, name, flat):
+        """Copy ``flat`` (a vector laid out as ``data``) into each group's state ``name``, once the states exist."""
+        for index, (start, stop, _) in enumerate(self._groups):
+            state = self._updater.states.get(index)
+            if state is not None:
+                _arrays.copy_into(state[name], flat[start:stop])
+
+    def _step(self, batch, data):
         rescale, before = self._scale / batch, self.optimizer.rescale_grad
         try:  # as the update will check it: > 0 and not rounding to 0 in the compute dtype
             self.optimizer.rescale_grad = rescale
@@ -232,7 +277,7 @@ class Trainer:
         groups = range(len(self._groups))
         try:  # one aggregated update: every group is checked before any weight changes
             self._updater(list(groups), [self.grad_data[start:stop] for start, stop, _ in self._groups],
-                          [self.data[start:stop] for start, stop, _ in self._groups])
+                          [data[start:stop] for start, stop, _ in self._groups])
         except BaseException:
             self.optimizer.rescale_grad = before
             raise
