@@ -24,6 +24,7 @@ from .optimizers import LAMB, LARS, GroupAdaGrad
 from .optimizers import Ftrl
 from .optimizers import FTML
 from .trainer import Trainer
+from . import kvstore  # data-parallel training over MPI (MXNet's KVStore names)
 
 __version__ = "0.1.0"
 
