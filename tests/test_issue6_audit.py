@@ -22,6 +22,7 @@ CONFIGS = [("sgd", {"momentum": 0.9}), ("nag", {"momentum": 0.9}), ("adam", {}),
            ("lbsgd", {"momentum": 0.9, "warmup_strategy": "lars"}), ("lars", {"momentum": 0.9}),
            ("lamb", {}), ("groupadagrad", {})]
 CONFIGS += [("ftrl", {})]
+CONFIGS += [("ftml", {})]
 
 
 def test_configs_cover_the_registry():
