@@ -104,3 +104,37 @@ def adam_mxnet_f32(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=N
 
 
 MXNET_FLOAT32 = {"sgd": sgd_mxnet_f32, "nag": nag_mxnet_f32, "adam": adam_mxnet_f32}
+
+
+# -- FTML (tests/test_ftml.py) ---------------------------------------------------------------------
+def ftml(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=None, beta1=0.6, beta2=0.999,
+         epsilon=1e-8, powers=None):
+    """Zheng & Kwok (2017), Algorithm 1 without a constraint set, with MXNet's gradient
+    g' = clip(r·g + λ·w, c): v ← β₂v + (1 − β₂)g'², d_t = (1 − β₁ᵗ)/η·(√(v/(1 − β₂ᵗ)) + ε),
+    σ = d_t − β₁d, z ← β₁z + (1 − β₁)g' − σ·w, w = −z/d_t. ``powers``: (β₁ᵗ, β₂ᵗ) when given
+    (MXNet's float32 kernel takes them from powf), else computed here in float64."""
+    G = rescale_grad * g + wd * w
+    if clip_gradient is not None:
+        G = np.clip(G, -clip_gradient, clip_gradient)
+    b1t, b2t = powers if powers is not None else (beta1 ** t, beta2 ** t)
+    v = beta2 * state["v"] + (1 - beta2) * G ** 2
+    d = (1 - b1t) / lr * (np.sqrt(v / (1 - b2t)) + epsilon)
+    sigma = d - beta1 * state["d"]
+    z = beta1 * state["z"] + (1 - beta1) * G - sigma * w
+    return -z / d, {"d": d, "v": v, "z": z}
+
+
+def ftml_mxnet_f32(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=None, beta1=0.6, beta2=0.999,
+                   epsilon=1e-8):
+    """``FTMLKernel`` (src/operator/optimizer_op-inl.h) in float32: g' = clip(rs·g + wd·w, c);
+    v = β₂·v + (1 − β₂)·square(g'); d_t = (1 − pow(β₁, t))/lr·(sqrt(v/(1 − pow(β₂, t))) + ε);
+    z = β₁·z + (1 − β₁)·g' − (d_t − β₁·d)·w; d = d_t; w = −z/d_t, with pow the float ``powf``
+    and t a float (NumPy's float32 scalar power calls the C library's powf)."""
+    lr, wd, rs, b1, b2, eps, tf = (f32(x) for x in (lr, wd, rescale_grad, beta1, beta2, epsilon, t))
+    G = rs * g + wd * w
+    if clip_gradient is not None:
+        G = _clip32(G, clip_gradient)
+    v = b2 * state["v"] + (f32(1) - b2) * (G * G)
+    d_t = (f32(1) - b1 ** tf) / lr * (np.sqrt(v / (f32(1) - b2 ** tf)) + eps)
+    z = b1 * state["z"] + (f32(1) - b1) * G - (d_t - b1 * state["d"]) * w
+    return -z / d_t, {"d": d_t, "v": v, "z": z}
