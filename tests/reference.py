@@ -106,6 +106,38 @@ def adam_mxnet_f32(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=N
 MXNET_FLOAT32 = {"sgd": sgd_mxnet_f32, "nag": nag_mxnet_f32, "adam": adam_mxnet_f32}
 
 
+# -- FTRL-Proximal (tests/test_ftrl.py; not in the tables above, whose tests list their hyperparameters) --
+def ftrl(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=None, lamda1=0.01, beta=1.0):
+    """McMahan et al. (2013), Algorithm 1, per coordinate, with α = lr and λ₂ = wd:
+    σ = (√(n + g²) − √n)/α, z ← z + g − σ·w, n ← n + g², and w = 0 where |z| ≤ λ₁, else
+    w = −(z − sgn(z)·λ₁) / ((β + √n)/α + λ₂)."""
+    G = _g(g, rescale_grad, clip_gradient)
+    n = state["n"] + G ** 2
+    sigma = (np.sqrt(n) - np.sqrt(state["n"])) / lr
+    z = state["z"] + G - sigma * w
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w_new = -(z - lamda1 * np.sign(z)) / ((beta + np.sqrt(n)) / lr + wd)
+    return np.where(np.abs(z) <= lamda1, 0.0, w_new), {"z": z, "n": n}
+
+
+def ftrl_mxnet_f32(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=None, lamda1=0.01, beta=1.0):
+    """``FtrlKernel`` (src/operator/optimizer_op-inl.h) in float32: z += g' − (sqrt(n + g'²) − sqrt(n))·w/lr;
+    n += g'²; w = (sign(z)·lamda1 − z) / ((beta + sqrt(n))/lr + wd) · (|z| > lamda1), with
+    g' = grad·rescale_grad, clipped when clip_gradient is given. The product with the 0/1 factor keeps
+    MXNet's signed zeros (and its NaN where the denominator is 0)."""
+    lr, wd, rs, l1, beta = f32(lr), f32(wd), f32(rescale_grad), f32(lamda1), f32(beta)
+    G = g * rs if clip_gradient is None else _clip32(g * rs, clip_gradient)
+    n = state["n"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = state["z"] + (G - (np.sqrt(n + G * G) - np.sqrt(n)) * w / lr)
+        n = n + G * G
+        w_new = (np.sign(z) * l1 - z) / ((beta + np.sqrt(n)) / lr + wd) * (np.abs(z) > l1).astype(f32)
+    return w_new, {"z": z, "n": n}
+
+
+REFERENCES["ftrl"] = ftrl
+
+
 # -- FTML (tests/test_ftml.py) ---------------------------------------------------------------------
 def ftml(w, g, state, t, lr, wd=0.0, rescale_grad=1.0, clip_gradient=None, beta1=0.6, beta2=0.999,
          epsilon=1e-8, powers=None):
