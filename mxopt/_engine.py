@@ -22,6 +22,16 @@ Both kernels run on flat, contiguous 1-D views; :func:`launch` picks the
 target from the arrays (see :mod:`mxopt._arrays`). The loop is written once,
 in :data:`_TEMPLATE`; no optimizer writes a loop or a kernel of its own.
 
+Rules that draw random numbers (SGLD) need to know *which* element they
+update: an :class:`UpdateRule` made with ``counters=("e", ...)`` receives the
+element's index within its parameter as argument ``e`` (a uint64), followed
+by per-parameter integers (a stream key, the update count), right after the
+state values. The arrays may hold several parameters (a Trainer's flat
+buffer): such a rule is launched with :class:`Parts`, one ``(start, stop,
+counters)`` per parameter, so that each parameter's elements are numbered
+from 0 and the result is the one of separate per-parameter updates. Other
+rules are generated and launched exactly as before.
+
 Rules that need a reduction before the element-wise pass (the layer norms of
 LARS and LAMB) compute it in a first pass and hand the result to the rule as
 one more per-step scalar: the hook for that is ``Optimizer.step_scalars``,
@@ -49,7 +59,34 @@ def kernel({outputs}{arrays}, {scalars}):
         {targets} = rule({inputs}, {scalars}){store}
 """
 
-_RESERVED = {"i", "rule", "kernel", "prange", "cuda", "np", "w16"}
+_RESERVED = {"i", "rule", "kernel", "prange", "cuda", "np", "w16", "j", "part_start", "part_size"}
+
+#: Rules with counters loop over one part (one parameter) of the arrays and pass ``i``, the index
+#: within the part, as the first counter; the other counters come with the part.
+_TEMPLATE_COUNTED = """
+def kernel({outputs}{arrays}, part_start, part_size, {counters}, {scalars}):
+    for i in {indices}:
+        j = part_start + i
+        {targets} = rule({inputs}, np.uint64(i), {counters}, {scalars}){store}
+"""
+
+
+class Parts:
+    """The launch arguments of a rule with counters: ``parts`` and the per-step ``scalars``.
+
+    ``parts`` is a sequence of ``(start, stop, counters)``: the elements
+    ``[start, stop)`` of the flat arrays form one parameter, whose rule
+    calls receive the element index ``i - start`` and then ``counters``
+    (the rule's counter arguments after the index, e.g. ``np.uint64``
+    values). ``stop=None`` means the end of the arrays.
+    """
+
+    __slots__ = ("parts", "scalars")
+
+    def __init__(self, parts, scalars):
+        self.parts = tuple((int(start), None if stop is None else int(stop), tuple(counters))
+                           for start, stop, counters in parts)
+        self.scalars = tuple(scalars)
 
 
 class UpdateRule:
@@ -59,17 +96,22 @@ class UpdateRule:
     values; the remaining arguments are per-step scalars, passed by name.
     """
 
-    def __init__(self, fn, n_state):
+    def __init__(self, fn, n_state, counters=()):
         params = list(inspect.signature(fn).parameters)
-        if len(params) < 2 + n_state:
-            raise TypeError(f"rule {fn.__name__} needs (w, g, {n_state} state values, scalars...)")
+        counters = tuple(counters)
+        n_arrays = 2 + n_state
+        if len(params) < n_arrays + len(counters) or tuple(params[n_arrays: n_arrays + len(counters)]) != counters:
+            raise TypeError(f"rule {fn.__name__} needs (w, g, {n_state} state values, "
+                            f"{', '.join(counters) + ', ' if counters else ''}scalars...)")
         clash = _RESERVED.intersection(params)
         if clash:
             raise TypeError(f"rule {fn.__name__} uses reserved argument names {sorted(clash)}")
         self.fn = fn
-        self.arrays = params[: 2 + n_state]
-        self.state_names = tuple(params[2: 2 + n_state])
-        self.scalar_names = tuple(params[2 + n_state:])
+        self.arrays = params[:n_arrays]
+        self.state_names = tuple(params[2:n_arrays])
+        #: The element index and the per-part integers (empty for the rules that need neither).
+        self.counter_names = counters
+        self.scalar_names = tuple(params[n_arrays + len(counters):])
         self._kernels = {}
 
     def __repr__(self):
@@ -80,21 +122,24 @@ class UpdateRule:
         """The Python source of the kernel for ``target`` (shown in the guide)."""
         w, g, *state = self.arrays
         written = [w, *state]
-        inputs = [f"{a}[i]" for a in self.arrays]
+        x = "j" if self.counter_names else "i"  # the array position (i counts within the part)
+        inputs = [f"{a}[{x}]" for a in self.arrays]
         if multi_precision:
-            inputs[1] = f"np.float32({g}[i])"
+            inputs[1] = f"np.float32({g}[{x}])"
+        n = "part_size" if self.counter_names else f"{w}.shape[0]"
         if target == _arrays.CPU:
-            indices = f"prange({w}.shape[0])"
+            indices = f"prange({n})"
         else:
-            indices = f"range(cuda.grid(1), {w}.shape[0], cuda.gridsize(1))"
-        return _TEMPLATE.format(
+            indices = f"range(cuda.grid(1), {n}, cuda.gridsize(1))"
+        return (_TEMPLATE_COUNTED if self.counter_names else _TEMPLATE).format(
             outputs="w16, " if multi_precision else "",
             arrays=", ".join(self.arrays),
+            counters=", ".join(self.counter_names[1:]),
             scalars=", ".join(self.scalar_names),
             indices=indices,
-            targets=", ".join(f"{a}[i]" for a in written),
+            targets=", ".join(f"{a}[{x}]" for a in written),
             inputs=", ".join(inputs),
-            store=f"\n        w16[i] = {w}[i]" if multi_precision else "",
+            store=f"\n        w16[{x}] = {w}[{x}]" if multi_precision else "",
         )
 
     def kernel(self, target, multi_precision=False, parallel=True):
@@ -129,6 +174,10 @@ def _compile(fn, target):
     key = (fn, target)
     if key in _COMPILED:
         return _COMPILED[key]
+    if target != _arrays.CPU and hasattr(fn, "cuda_implementation"):
+        # A helper with a CUDA intrinsic of its own (mxopt._random.mul_rn: a product CUDA never fuses).
+        _COMPILED[key] = fn.cuda_implementation()
+        return _COMPILED[key]
     glb = dict(fn.__globals__)
     for name in fn.__code__.co_names:
         if name in HELPERS and glb.get(name) is HELPERS[name]:
@@ -140,7 +189,10 @@ def _compile(fn, target):
             glb[name] = _compile(glb[name], target)
     clone = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
     if target == _arrays.CPU:
-        compiled = numba.njit(inline="always", error_model="numpy")(clone)
+        # Numba inlines rules and small helpers into the loop (so that LLVM vectorises it); the
+        # generator's functions (Philox, a logarithm) stay calls: inlined, they took 11 s to compile.
+        inline = "never" if fn.__module__ == "mxopt._random" else "always"
+        compiled = numba.njit(inline=inline, error_model="numpy")(clone)
     else:
         from numba import cuda
 
@@ -149,10 +201,14 @@ def _compile(fn, target):
     return compiled
 
 
+#: Modules whose plain functions rules may call (compiled with the rule, for its target).
+_SCALAR_MODULES = ("mxopt.optimizers.", "mxopt._random")
+
+
 def _is_rule_function(obj):
-    """A plain Python function of an optimizer module (a rule or a rule's helper)."""
+    """A plain Python function of an optimizer module or of :mod:`mxopt._random` (a rule or a helper)."""
     return (isinstance(obj, types.FunctionType) and not hasattr(obj, "py_func")
-            and (obj.__module__ or "").startswith("mxopt.optimizers."))
+            and (obj.__module__ or "").startswith(_SCALAR_MODULES))
 
 
 @functools.lru_cache(maxsize=None)
@@ -179,6 +235,24 @@ def _cuda_launch_config(n):
     return max(1, min(math.ceil(n / threads), sms * 32)), threads
 
 
+def _calls(rule, args, n):
+    """``[(size, kernel arguments after the arrays)]``: one call, or one per part of a rule with counters."""
+    if not rule.counter_names:
+        return [(n, tuple(args))]
+    if not isinstance(args, Parts):
+        raise TypeError(f"{rule!r} has counters {rule.counter_names}: launch it with Parts, got {type(args).__name__}")
+    calls = []
+    for start, stop, counters in args.parts:
+        stop = n if stop is None else stop
+        if not 0 <= start <= stop <= n:
+            raise ValueError(f"part [{start}, {stop}) lies outside the {n} elements of the arrays")
+        if len(counters) != len(rule.counter_names) - 1:
+            raise TypeError(f"a part of {rule!r} needs the counters {rule.counter_names[1:]}, got {counters!r}")
+        if stop > start:
+            calls.append((stop - start, (np.int64(start), np.int64(stop - start), *counters, *args.scalars)))
+    return calls
+
+
 def launch(rule, weight, grad, state, args, master=None):
     """Run ``rule`` over every element, in place.
 
@@ -186,29 +260,31 @@ def launch(rule, weight, grad, state, args, master=None):
     one target, already checked (:func:`mxopt._checks.disjoint`: no two share
     memory). ``args`` are the rule's per-step scalars in the order of
     ``rule.scalar_names``, already numbers of the dtype the arithmetic runs
-    in (:func:`mxopt._checks.step_scalars`). ``master`` is the float32 master
-    copy of a float16 weight (multi-precision): the rule then updates
+    in (:func:`mxopt._checks.step_scalars`); for a rule with counters, a
+    :class:`Parts` (one kernel call per part). ``master`` is the float32
+    master copy of a float16 weight (multi-precision): the rule then updates
     ``master`` and ``weight`` receives its rounded value.
     """
-    args = tuple(args)
     target = _arrays.target_of(weight)
     if target == _arrays.CPU:
         if weight.size == 0:
             return
-        kernel = rule.kernel(target, parallel=weight.size >= CPU_PARALLEL_THRESHOLD)
+        calls = _calls(rule, args, weight.size)
         if master is None:
-            kernel(*(a.reshape(-1) for a in (weight, grad, *state)), *args)
+            arrays = [a.reshape(-1) for a in (weight, grad, *state)]
         else:
             # Numba has no float16 arithmetic on the CPU: convert around the kernel.
-            g32 = grad.astype(np.float32)
-            kernel(*(a.reshape(-1) for a in (master, g32, *state)), *args)
+            arrays = [a.reshape(-1) for a in (master, grad.astype(np.float32), *state)]
+        for size, call_args in calls:
+            rule.kernel(target, parallel=size >= CPU_PARALLEL_THRESHOLD)(*arrays, *call_args)
+        if master is not None:
             np.copyto(weight, master, casting="same_kind")
         return
     flats = [_arrays.flat(a) for a in (weight, grad, *state)]
     n = flats[0].shape[0]
     if n == 0:
         return
-    blocks, threads = _cuda_launch_config(n)
+    calls = _calls(rule, args, n)
     stream = _arrays.stream_of(weight)
     if master is not None:
         kernel, arrays = rule.kernel(target, multi_precision=True), (flats[0], _arrays.flat(master), *flats[1:])
@@ -217,4 +293,6 @@ def launch(rule, weight, grad, state, args, master=None):
     with warnings.catch_warnings():
         # A small parameter needs only a few blocks; Numba's low-occupancy warning is noise here.
         warnings.simplefilter("ignore", NumbaPerformanceWarning)
-        kernel[blocks, threads, stream](*arrays, *args)
+        for size, call_args in calls:
+            blocks, threads = _cuda_launch_config(size)
+            kernel[blocks, threads, stream](*arrays, *call_args)
