@@ -10,21 +10,21 @@ does), update ``t+1`` computes::
     z_{t+1} = β₁·z_t + (1 − β₁)·g̃_t − (d_{t+1} − β₁·d_t)·w_t
     w_{t+1} = −z_{t+1} / d_{t+1}
 
-with ``d_0 = v_0 = z_0 = 0``. ``d`` is Adam's denominator with the learning
+with ``d_0 = v_0 = z_0 = 0``; the state arrays are ``(d, v, z)``, MXNet's
+names and order. ``d`` is Adam's denominator with the learning
 rate and the first-moment bias correction inside: Adam's step is
 ``m_{t+1}/d_{t+1}``. Because ``w_t = −z_t/d_t`` after every update,
 ``z_t = −d_t·w_t``, and the update equals ``w_{t+1} = w_t −
 (1 − β₁)·g̃_t/d_{t+1}`` in exact arithmetic (the chapter derives it).
 
-MXNet's ``ftml_update`` runs entirely in the weight's dtype: ``β₁ᵗ`` and
-``β₂ᵗ`` are ``powf(β, (float)t)`` for float32 weights, ``1 − β`` is float32,
-``(1 − β₂)·g̃²`` squares first, and ``d`` divides by ``η`` before it
-multiplies. :meth:`FTML.step_scalars` computes the two powers once per step
-on the host with the C library's ``powf`` (NumPy's float32 power), so the
-CPU and the CUDA kernels read the same values; the rule keeps MXNet's order
-for the rest, and float32 results are MXNet's bit for bit. For float64
-weights MXNet's kernel would use the double ``pow``; mxopt keeps the float32
-powers there too (as LAMB does), a relative difference below 1e-7 in ``d``.
+MXNet's ``ftml_update`` runs entirely in the weight's dtype, and so does
+the rule: the powers are ``β₁ᵗ`` and ``β₂ᵗ`` with ``t`` converted to that
+dtype (``powf(β, (float)t)`` for float32 weights, which Numba compiles to the
+C library's ``powf`` on the CPU, as MXNet's kernel calls it; they are the
+same for every element, and the compiler hoists them out of the loop), ``1 − β`` is
+float32, ``(1 − β₂)·g̃²`` squares first, and ``d`` divides by ``η`` before it
+multiplies. Float32 results are MXNet's bit for bit. The CUDA kernel's
+``powf`` is CUDA's own, as in MXNet's GPU kernel.
 
 Where MXNet returns NaN, mxopt takes the limit: when ``η_{t+1}`` is 0 or so
 small that ``d_{t+1}`` overflows (a schedule that has decayed below float32's
@@ -35,16 +35,14 @@ updated: it does not depend on ``η``). MXNet computes ``∞/∞`` or ``0/0``.
 """
 import math
 
-import numpy as np
-
 from .. import _checks
 from .._engine import UpdateRule
 from .._scalar import ONE, clip
 from ..optimizer import Optimizer, register
 
 
-def ftml(w, g, d, v, z, lr, beta1, beta2, epsilon, beta1_t, beta2_t, wd, rescale_grad, clip_gradient):
-    """One FTML step for one element; ``beta1_t``, ``beta2_t`` are the powers β₁ᵗ, β₂ᵗ.
+def ftml(w, g, d, v, z, lr, beta1, beta2, epsilon, t, wd, rescale_grad, clip_gradient):
+    """One FTML step for one element, update number ``t`` (its scalars in MXNet's kernel's order).
 
     ``g̃ = clip(r·g + λ·w, c)``, ``v ← β₂·v + (1 − β₂)·g̃²``,
     ``d_t = (1 − β₁ᵗ)/η·(√(v/(1 − β₂ᵗ)) + ε)``,
@@ -53,7 +51,7 @@ def ftml(w, g, d, v, z, lr, beta1, beta2, epsilon, beta1_t, beta2_t, wd, rescale
     """
     grad = clip(rescale_grad * g + wd * w, clip_gradient)
     v = beta2 * v + (ONE - beta2) * (grad * grad)
-    d_t = (ONE - beta1_t) / lr * (math.sqrt(v / (ONE - beta2_t)) + epsilon)
+    d_t = (ONE - beta1 ** t) / lr * (math.sqrt(v / (ONE - beta2 ** t)) + epsilon)
     if (d_t == 0 or math.isinf(d_t)) and math.isfinite(v):
         return w, d, v, z  # the limit of a step (1 − β₁)·g̃/d_t with η → 0 or v = ε = 0: none
     z = beta1 * z + (ONE - beta1) * grad - (d_t - beta1 * d) * w
@@ -61,11 +59,6 @@ def ftml(w, g, d, v, z, lr, beta1, beta2, epsilon, beta1_t, beta2_t, wd, rescale
 
 
 FTML_RULE = UpdateRule(ftml, n_state=3)
-
-
-def powf(beta, t):
-    """``β`` to the power ``t`` as MXNet's float32 kernel computes it: ``powf(β, (float)t)``."""
-    return float(np.float32(beta) ** np.float32(t))
 
 
 @register
@@ -107,6 +100,6 @@ class FTML(Optimizer):
         self.epsilon = epsilon
 
     def step_scalars(self, index, t, lr, wd):
-        # MXNet: power::Map(beta, t) on the kernel's float32 scalars, t cast to float.
+        # t reaches the kernel in its dtype (a float for float32 weights), as MXNet passes it.
         return {**super().step_scalars(index, t, lr, wd), "beta1": self.beta1, "beta2": self.beta2,
-                "epsilon": self.epsilon, "beta1_t": powf(self.beta1, t), "beta2_t": powf(self.beta2, t)}
+                "epsilon": self.epsilon, "t": t}
