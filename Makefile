@@ -65,8 +65,11 @@ browser-deps:
 test: venv browser-deps
 	$(MAKE) test-unit test-cuda test-notebooks test-site
 
+# The docstrings' examples are tests too (doctests of every module of mxopt/),
+# in a run of their own: --doctest-modules over tests/ would import its scripts.
 test-unit: venv
 	$(PY) -m pytest -q -n 2 --dist loadscope tests -m "not cuda and not browser"
+	MPLBACKEND=Agg $(PY) -m pytest -q -n 2 --doctest-modules mxopt
 
 test-cuda: venv
 	NUMBA_ENABLE_CUDASIM=1 $(PY) -m pytest -q tests -m cuda
