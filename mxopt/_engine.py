@@ -174,8 +174,9 @@ def _compile(fn, target):
     key = (fn, target)
     if key in _COMPILED:
         return _COMPILED[key]
-    if target != _arrays.CPU and hasattr(fn, "cuda_implementation"):
-        # A helper with a CUDA intrinsic of its own (mxopt._random.mul_rn: a product CUDA never fuses).
+    if target != _arrays.CPU and hasattr(fn, "cuda_implementation") and not numba.config.ENABLE_CUDASIM:
+        # A helper with a CUDA intrinsic of its own (mxopt._random.mul_rn: a product CUDA never
+        # fuses). The simulator runs the Python function, which rounds every product anyway.
         _COMPILED[key] = fn.cuda_implementation()
         return _COMPILED[key]
     glb = dict(fn.__globals__)

@@ -220,14 +220,14 @@ def _host_kernels():
 
     norm, unif = _compile(normal, _arrays.CPU), _compile(uniform, _arrays.CPU)
 
-    @numba.njit(parallel=True)
+    @numba.njit  # one core: a threaded loop takes seconds more to compile than 10⁶ draws take to run
     def fill_normal(out, key, t, first):
-        for i in numba.prange(out.shape[0]):
+        for i in range(out.shape[0]):
             out[i] = norm(key, t, first + np.uint64(i))
 
-    @numba.njit(parallel=True)
+    @numba.njit
     def fill_uniform(out, key, t, first):
-        for i in numba.prange(out.shape[0]):
+        for i in range(out.shape[0]):
             out[i] = unif(key, t, first + np.uint64(i))
 
     return fill_normal, fill_uniform
