@@ -23,6 +23,7 @@ from .optimizers import DCASGD, LBSGD, Signum
 from .optimizers import LAMB, LARS, GroupAdaGrad
 from .optimizers import Ftrl
 from .optimizers import FTML
+from .optimizers import SGLD
 from .trainer import Trainer
 from . import kvstore  # data-parallel training over MPI (MXNet's KVStore names)
 

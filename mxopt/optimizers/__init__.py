@@ -25,6 +25,7 @@ from .dcasgd import DCASGD
 from .lbsgd import LBSGD
 from .ftrl import Ftrl
 from .ftml import FTML
+from .sgld import SGLD
 
 __all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "GroupAdaGrad", "LAMB", "LARS", "NAG",
            "Nadam", "RMSProp", "SGD", "groupadagrad", "lamb", "lars",
@@ -32,3 +33,4 @@ __all__ = ["AMSGrad", "AdaDelta", "AdaGrad", "Adam", "AdamW", "Adamax", "GroupAd
 __all__ += ["DCASGD", "LBSGD", "Signum", "dcasgd", "lbsgd", "signum"]
 __all__ += ["Ftrl", "ftrl"]
 __all__ += ["FTML", "ftml"]
+__all__ += ["SGLD", "sgld"]
