@@ -127,6 +127,13 @@ def on_config(config):
             "parallel) and the pages built from its copies; keep `execute: false` "
             "for mkdocs-jupyter in mkdocs.yml"
         )
+    tags = (jupyter.config.get("remove_tag_config") or {}).get("remove_input_tags") or []
+    if list(tags)[:1] != [HIDE_INPUT]:
+        raise PluginError(
+            f"plot-only cells are tagged {HIDE_INPUT!r} and shown without their code: set "
+            f"`remove_tag_config: {{remove_input_tags: [{HIDE_INPUT}]}}` for mkdocs-jupyter in "
+            "mkdocs.yml (it passes only the first tag of the list to nbconvert)"
+        )
     if jupyter.config.get("cache", False):
         raise PluginError(
             "mkdocs-jupyter's cache is keyed on the stored notebook alone and would "
@@ -235,6 +242,8 @@ def _page_cache_path(copy: Path, plugin) -> Path:
 
 
 def on_page_content(html, page, config, files):
+    if page.file.src_uri.startswith(API_DIR + "/"):
+        return _with_chapter_lines(html, page, files)
     if not page.file.src_uri.endswith(".ipynb"):
         return html
     html, found = _MATHJAX2.subn("", html, count=1)
@@ -260,6 +269,11 @@ def on_page_content(html, page, config, files):
     # nbconvert's heading ids also serve the table of contents.
     toc_depth = config.plugins["mkdocs-jupyter"].config.get("toc_depth", 6)
     page.toc = get_toc(_toc_tokens(html, toc_depth))
+    # Wide notebook pages: the page's table of contents moves from the right
+    # sidebar into the navigation on the left (docs/overrides/partials/nav.html)
+    # and the content takes the room (docs/stylesheets/extra.css).
+    page.meta["hide"] = [*page.meta.get("hide", []), "toc"]
+    html = _with_api_line(html, page, files)
     for match in _OUTSIDE.finditer(html):
         log.warning(
             "%s loads something from another host, which the offline guide "
@@ -337,6 +351,8 @@ def on_files(files, config):
             f"built from unexecuted or stale notebooks:\n" + "\n".join(stale)
             + f"\nexecute them first: {_RUN_EXECUTOR}"
         )
+    _API.clear()
+    _API.update(_api_sections(files))
     for src_uri, path in mathjax_files.site_files().items():
         stale = files.get_file_from_path(src_uri)
         if stale is not None:  # e.g. an old docs/vendor/mathjax copy
@@ -355,3 +371,152 @@ def _heading_id(fragment: str) -> str:
     from mkdocs_jupyter.utils import slugify
 
     return slugify(unquote(fragment).replace("-", " ")) or fragment
+
+
+
+# --------------------------------------------------------------------------- #
+# The API reference (docs/api/*.md, rendered by mkdocstrings) and the chapters
+
+HIDE_INPUT = "hide-input"  # the tag of plot-only cells (mkdocs.yml: remove_tag_config)
+API_DIR = "api"
+PACKAGE = execute_notebooks.ROOT
+
+# What each chapter is about in the API reference: notebook (its stem) ->
+# the identifiers of `::: identifier` sections of docs/api/*.md.  The hook
+# links both ways: a line under the chapter's title names these sections,
+# and each section's heading names its chapters.  Chapters and sections that
+# do not exist (yet) are left out, so entries may come before their files.
+CHAPTER_API = {
+    "01_gradient_descent": ["mxopt.optimizers.sgd"],
+    "02_sgd_weight_decay": ["mxopt.optimizers.sgd"],
+    "03_momentum": ["mxopt.optimizers.sgd"],
+    "04_nesterov": ["mxopt.optimizers.nag"],
+    "05_adagrad": ["mxopt.optimizers.adagrad"],
+    "06_rmsprop": ["mxopt.optimizers.rmsprop"],
+    "07_adadelta": ["mxopt.optimizers.adadelta"],
+    "08_adam": ["mxopt.optimizers.adam"],
+    "09_adamax": ["mxopt.optimizers.adamax"],
+    "10_nadam": ["mxopt.optimizers.nadam", "mxopt.momentum_scheduler"],
+    "11_amsgrad": ["mxopt.optimizers.amsgrad"],
+    "12_adamw": ["mxopt.optimizers.adamw"],
+    "13_signum": ["mxopt.optimizers.signum", "mxopt.workers"],
+    "14_lars_lbsgd": ["mxopt.optimizers.lars", "mxopt.optimizers.lbsgd"],
+    "15_lamb": ["mxopt.optimizers.lamb"],
+    "16_dcasgd": ["mxopt.optimizers.dcasgd", "mxopt.workers"],
+    "17_ftrl": ["mxopt.optimizers.ftrl"],
+    "18_ftml": ["mxopt.optimizers.ftml"],
+    "19_sgld": ["mxopt.optimizers.sgld"],
+    "20_schedules": ["mxopt.lr_scheduler", "mxopt.momentum_scheduler", "mxopt.optimization_state"],
+    "21_custom_optimizer": ["mxopt.optimizer", "mxopt.UpdateRule"],
+    "22_choosing": ["mxopt.models", "mxopt.datasets"],
+    "23_strategies": ["mxopt.models"],
+    "24_many_machines": ["mxopt.kvstore", "mxopt.workers"],
+}
+
+# `::: identifier` and its indented options (mkdocstrings' syntax)
+_DIRECTIVE = re.compile(r"^:::[ \t]+(\S+)[ \t]*\n(?:(?:[ \t]+\S[^\n]*|[ \t]*)(?:\n|$))*", re.M)
+_HEADING_OPTION = re.compile(r"^[ \t]+heading:[ \t]*(.+?)[ \t]*$", re.M)
+_H2 = re.compile(r'(<h2\b[^>]*\bid="([^"]+)"[^>]*>.*?</h2\s*>)', re.S | re.I)
+_H1_END = re.compile(r"</h1\s*>", re.I)
+
+# identifier -> (the API page's File, the section's heading), from on_files
+_API: dict[str, tuple[File, str]] = {}
+
+
+def _source_exists(identifier: str, root: Path = PACKAGE) -> bool:
+    """Whether the package's source holds `identifier`: a module or package of
+    that name, or a name its parent module's source mentions (``mxopt.UpdateRule``)."""
+    parts = identifier.split(".")
+    path = root.joinpath(*parts)
+    if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file():
+        return True
+    parent = root.joinpath(*parts[:-1])
+    for source in (parent.with_suffix(".py"), parent / "__init__.py"):
+        if len(parts) > 1 and source.is_file():
+            return re.search(rf"\b{re.escape(parts[-1])}\b", source.read_text(encoding="utf-8")) is not None
+    return False
+
+
+def api_directives(markdown: str) -> list[tuple[str, str, str]]:
+    """(identifier, heading, the directive's text) of each `::: identifier` in `markdown`."""
+    found = []
+    for match in _DIRECTIVE.finditer(markdown):
+        heading = _HEADING_OPTION.search(match.group(0))
+        found.append((match.group(1), heading.group(1) if heading else match.group(1), match.group(0)))
+    return found
+
+
+def _api_sections(files) -> dict[str, tuple[File, str]]:
+    sections = {}
+    for file in files:
+        if file.src_uri.startswith(API_DIR + "/") and file.src_uri.endswith(".md"):
+            for identifier, heading, _ in api_directives(Path(file.abs_src_path).read_text(encoding="utf-8")):
+                if _source_exists(identifier):
+                    sections[identifier] = (file, heading)
+    return sections
+
+
+def on_page_markdown(markdown, page, config, files):
+    """API pages: leave out the sections of modules that do not exist yet
+    (they are listed ahead of the modules that other work is adding)."""
+    if not page.file.src_uri.startswith(API_DIR + "/"):
+        return markdown
+    for identifier, _, text in api_directives(markdown):
+        if not _source_exists(identifier):
+            log.info("%s: %s is not in the package (yet); its section is left out", page.file.src_uri, identifier)
+            markdown = markdown.replace(text, "", 1)
+    return markdown
+
+
+def _chapters(files) -> dict[str, File]:
+    """The chapters (notebook stem -> File) of CHAPTER_API that the site has."""
+    found = {}
+    for file in files:
+        if file.src_uri.startswith("notebooks/") and file.src_uri.endswith(".ipynb"):
+            stem = Path(file.src_uri).stem
+            if stem in CHAPTER_API and file.is_documentation_page():
+                found[stem] = file
+    return found
+
+
+def _title(file: File) -> str:
+    page = getattr(file, "page", None)
+    if page is not None and page.title:
+        return page.title
+    return Path(file.src_uri).stem.split("_", 1)[-1].replace("_", " ").capitalize()
+
+
+def _with_api_line(html: str, page, files) -> str:
+    """A notebook page with a line under its title naming its API sections."""
+    stem = Path(page.file.src_uri).stem
+    links = []
+    for identifier in CHAPTER_API.get(stem, []):
+        if identifier in _API:
+            file, heading = _API[identifier]
+            href = f"{get_relative_url(file.url, page.url)}#{identifier}"
+            label = f"<code>{heading}</code>" if " " not in heading else heading
+            links.append(f'<a href="{href}">{label}</a>')
+    if not links:
+        return html
+    line = f'<p class="mxopt-api-line">API reference: {", ".join(links)}</p>'
+    end = _H1_END.search(html)
+    return html[: end.end()] + line + html[end.end():] if end else line + html
+
+
+def _with_chapter_lines(html: str, page, files) -> str:
+    """An API page with a line under each section heading naming its chapters."""
+    chapters = _chapters(files)
+    by_identifier: dict[str, list[File]] = {}
+    for stem, file in sorted(chapters.items()):
+        for identifier in CHAPTER_API[stem]:
+            by_identifier.setdefault(identifier, []).append(file)
+
+    def add(match):
+        found = by_identifier.get(match.group(2))
+        if not found:
+            return match.group(1)
+        links = ", ".join(f'<a href="{get_relative_url(f.url, page.url)}">{_title(f)}</a>' for f in found)
+        label = "Chapter" if len(found) == 1 else "Chapters"
+        return f'{match.group(1)}\n<p class="mxopt-chapter-line">{label}: {links}</p>'
+
+    return _H2.sub(add, html)
