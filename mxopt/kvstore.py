@@ -460,12 +460,19 @@ class KVStore:
         weights.done()
         self._pulled_version = int(header[0])
 
-    def serve(self):
+    def serve(self, before_update=None):
         """Rank 0 of ``'dist_async'``: apply the workers' gradients as they arrive, until every worker closes.
 
         Returns the number of updates applied.  The Trainer then holds the
         final weights (and they have been sent to every worker's ``close``).
+        ``before_update(trainer, worker, pulled, batch_size)``, if given, is
+        called before each update, with the gradient in ``trainer.grads``:
+        ``worker`` is the worker's rank, ``pulled`` (read-only) the flat
+        weights it computed the gradient at, ``batch_size`` what it passed
+        to ``step``.
         """
+        if before_update is not None and not callable(before_update):
+            raise TypeError(f"before_update must be callable, got {type(before_update).__name__}")
         if not self.is_server:
             raise RuntimeError("serve() runs on the 'dist_async' server only (MPI rank 0)")
         MPI = _mpi()
@@ -486,6 +493,9 @@ class KVStore:
             self.comm.Recv(grad, source=source, tag=_TAG_GRAD)
             _arrays.copy_into(trainer.grad_data, grad)
             pulled, pulled_version = self._pulled[source]
+            if before_update is not None:
+                pulled.flags.writeable = False
+                before_update(trainer, source - 1, pulled, float(header[0]))
             if "previous_weight" in trainer.optimizer.state_names(_arrays.info(trainer.data).dtype):
                 trainer._set_state("previous_weight", pulled)   # DCASGD: w_prev = the weights this worker pulled
             trainer._locked_step(float(header[0]))

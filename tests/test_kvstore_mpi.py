@@ -125,6 +125,9 @@ def test_dist_async_dcasgd_trains_like_sync_sgd(job4):
     assert job4["async_dcasgd_updates"] == job4["async_sgd_updates"] >= 2 * (1347 // 16)
     assert job4["async_dcasgd_staleness_max"] >= 1 and job4["async_dcasgd_staleness_mean"] > 0.5
     assert job4["async_dcasgd_identical_on_ranks"]           # close() hands every worker the final weights
+    # The server used each worker's pulled weights as DCASGD's w_prev: replaying the updates it saw in one
+    # process, with mxopt.workers' hook for that, gives its weights bit for bit.
+    assert job4["async_dcasgd_equals_replay"] and job4["async_sgd_equals_replay"]
     for name in ("dcasgd", "sgd"):
         assert job4[f"async_{name}_test_accuracy"] > 0.85
         assert job4[f"async_{name}_test_accuracy"] >= job4["sync_test_accuracy"] - 0.06

@@ -169,7 +169,16 @@ for name, params in (("dcasgd", {"learning_rate": 0.05, "lamda": 0.5}), ("sgd", 
     astore = kvstore.create("dist_async")
     tr = mxopt.Trainer(model.init_params(SEED), name, params, kvstore=astore)
     if astore.is_server:
-        updates = astore.serve()
+        log = []   # every update as the server saw it: the gradient, its batch and the weights it was computed at
+        updates = astore.serve(lambda t, worker, pulled, b: log.append((t.grad_data.copy(), b, pulled.copy())))
+        # Replay in one process with mxopt.workers' DCASGD hook (w_prev = the pulled weights): the same bits.
+        replay = mxopt.Trainer(model.init_params(SEED), name, params)
+        hook = workers.pulled_into_state()
+        for k, (g, b, pulled) in enumerate(log, start=1):
+            replay.grad_data[...] = g
+            hook(replay, k, workers._unflatten(pulled, {n: s for n, _, s in replay._layout}))
+            replay.step(b)
+        result[f"async_{name}_equals_replay"] = bool(np.array_equal(replay.data, tr.data))
         result[f"async_{name}_updates"] = updates
         result[f"async_{name}_test_accuracy"] = model.accuracy(tr.params, data.X_test, data.y_test)
         result[f"async_{name}_staleness_mean"] = float(np.mean(astore.staleness))
