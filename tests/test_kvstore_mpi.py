@@ -150,6 +150,18 @@ def test_mismatched_layouts_are_refused_at_start_up():
     assert "unreachable" not in done.stdout
 
 
+# -- GPU arrays ---------------------------------------------------------------------------------------------
+@needs_mpi
+@pytest.mark.cuda
+def test_cuda_arrays_staged_through_the_host():
+    # Numba device arrays (simulated under NUMBA_ENABLE_CUDASIM=1) with cuda_aware=False: the host
+    # copies give the NumPy run's bits in every kind. The CUDA-aware path needs a GPU and an MPI
+    # built with CUDA, which these machines lack: it is not tested here.
+    done, _ = mpirun(2, "gpu_staging.py", timeout=TRAIN_TIMEOUT)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+    assert "device == host in every kind" in done.stdout
+
+
 # -- in this process: the 'local' store and the arguments (no MPI) ----------------------------------------
 def test_local_store_is_the_plain_trainer():
     params = {"w": np.arange(4, dtype=np.float32), "b": np.ones(2, np.float32)}
