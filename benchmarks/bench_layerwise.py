@@ -3,31 +3,87 @@
 One parameter of 8,388,608 float32 elements, the four steps timed in turns
 (bench_adam's `interleaved`: 9 rounds of 5 steps, median), printed as
 milliseconds per step and as the two ratios issue 8 bounds (1.6x each).
+``--profile`` also times each of the three launches of a LAMB and a LARS
+step on their own (median over the steps), and the Python time around them.
+``--t0 N`` starts every optimizer's update count at N (LAMB's bias
+corrections depend on it; default 0, the first steps of a run).
 
-    python benchmarks/bench_layerwise.py
+    python benchmarks/bench_layerwise.py [--n 8388608] [--profile] [--t0 1000]
 """
+import argparse
 import os
 import pathlib
+import statistics
 import sys
+import time
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import numpy as np  # noqa: E402
 
 import mxopt  # noqa: E402
+from mxopt import _reduce  # noqa: E402
 from bench_adam import interleaved  # noqa: E402
 
-n = 8 * 2**20
-rng = np.random.default_rng(0)
-g = rng.standard_normal(n, dtype=np.float32) * 0.01
-def make(opt):
+
+def make(opt, n, g, rng):
     w = rng.standard_normal(n, dtype=np.float32)
     s = opt.create_state(0, w)
     return lambda: opt.update(0, w, g, s)
-cont = [("adam", make(mxopt.Adam(learning_rate=1e-3)), 1e9), ("lamb", make(mxopt.LAMB(learning_rate=1e-3)), 1e9),
-        ("sgd_mom", make(mxopt.SGD(learning_rate=1e-3, momentum=0.9)), 1e9),
-        ("lars", make(mxopt.LARS(learning_rate=1e-3, momentum=0.9)), 1e9)]
-res = dict(interleaved(cont, 5, 9))
-ms = {k: 1e3 / v for k, v in res.items()}
-print({k: round(v, 2) for k, v in ms.items()})
-print("LAMB/Adam", round(ms["lamb"] / ms["adam"], 3), "LARS/SGDmom", round(ms["lars"] / ms["sgd_mom"], 3))
+
+
+def per_launch(step, rule, steps=20):
+    """Median milliseconds of each launch of ``rule`` in ``step()`` and of the rest of the step."""
+    original = _reduce.LayerwiseRule.kernel
+    times = {}
+
+    def timed(self, part, *args, **kwargs):
+        kernel = original(self, part, *args, **kwargs)
+        if self is not rule:
+            return kernel
+
+        def run(*a):
+            t = time.perf_counter()
+            kernel(*a)
+            times.setdefault(part, []).append(time.perf_counter() - t)
+        return run
+
+    step()
+    _reduce.LayerwiseRule.kernel = timed
+    try:
+        total = []
+        for _ in range(steps):
+            t = time.perf_counter()
+            step()
+            total.append(time.perf_counter() - t)
+    finally:
+        _reduce.LayerwiseRule.kernel = original
+    ms = {part: 1e3 * statistics.median(v) for part, v in times.items()}
+    ms["python"] = 1e3 * statistics.median(total) - sum(ms.values())
+    return ms
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=8 * 2**20)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--t0", type=int, default=0)
+    a = ap.parse_args()
+    rng = np.random.default_rng(0)
+    g = rng.standard_normal(a.n, dtype=np.float32) * 0.01
+    opts = {"adam": mxopt.Adam(learning_rate=1e-3, begin_num_update=a.t0),
+            "lamb": mxopt.LAMB(learning_rate=1e-3, begin_num_update=a.t0),
+            "sgd_mom": mxopt.SGD(learning_rate=1e-3, momentum=0.9, begin_num_update=a.t0),
+            "lars": mxopt.LARS(learning_rate=1e-3, momentum=0.9, begin_num_update=a.t0)}
+    steps = {k: make(o, a.n, g, rng) for k, o in opts.items()}
+    res = dict(interleaved([(k, f, 1e9) for k, f in steps.items()], 5, 9))
+    ms = {k: 1e3 / v for k, v in res.items()}
+    print({k: round(v, 2) for k, v in ms.items()})
+    print("LAMB/Adam", round(ms["lamb"] / ms["adam"], 3), "LARS/SGDmom", round(ms["lars"] / ms["sgd_mom"], 3))
+    if a.profile:
+        for k in ("lamb", "lars"):
+            print(k, "per launch (ms):", {p: round(v, 2) for p, v in per_launch(steps[k], opts[k].rule).items()})
+
+
+if __name__ == "__main__":
+    main()

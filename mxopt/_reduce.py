@@ -47,6 +47,7 @@ import warnings
 import numba
 import numpy as np
 from numba.core.errors import NumbaPerformanceWarning
+from numba.extending import intrinsic
 
 from . import _arrays
 from ._engine import _compile
@@ -59,7 +60,7 @@ _CUDA_THREADS = 256
 
 _RESERVED = {"c", "i", "s", "k", "start", "stop", "zero", "kernel", "prange", "cuda", "np", "w16", "count",
              "summands", "segment", "update", "chunk_start", "chunk_stop", "chunk_seg", "seg_first",
-             "seg_count", "tid", "buf", "step"}
+             "seg_count", "tid", "buf", "step", "scratch", "get_thread_id", "lanes", "only", "math"}
 
 
 def _params(fn):
@@ -80,21 +81,42 @@ class LayerwiseRule:
     """
 
     def __init__(self, summands, segment, update, n_state, sums, segment_state=(), segment_inputs=(),
-                 values=(), compensated=False):
+                 values=(), compensated=False, carry=()):
         self.summands, self.segment, self.update = summands, segment, update
         self.sums, self.segment_state = tuple(sums), tuple(segment_state)
         self.segment_inputs, self.values = tuple(segment_inputs), tuple(values)
         self.compensated = bool(compensated)
+        self.carry = tuple(carry)
         up, red, seg = _params(update), _params(summands), _params(segment)
-        if len(up) < 2 + n_state or red[: 2 + n_state] != up[: 2 + n_state]:
-            raise TypeError(f"{summands.__name__} and {update.__name__} need the same (w, g, {n_state} state) first")
-        self.arrays = up[: 2 + n_state]
+        if len(red) < 2 + n_state:
+            raise TypeError(f"{summands.__name__} needs (w, g, {n_state} state values, scalars...)")
+        #: What the reduce pass reads: the weight, the gradient and the element-wise state.
+        self.arrays = red[: 2 + n_state]
         #: The element-wise state arrays; ``state_names`` adds the per-segment ones (a State holds both).
-        self.element_state = tuple(up[2: 2 + n_state])
+        self.element_state = tuple(red[2: 2 + n_state])
         self.state_names = self.element_state + self.segment_state
+        if set(self.carry) & set(self.arrays[:2]):
+            raise TypeError(f"{summands.__name__} may not write the weight or the gradient (carry={self.carry})")
+        #: Per-element values the reduce pass keeps for the update pass (not state: scratch arrays).
+        self.temporaries = tuple(n for n in self.carry if n not in self.element_state)
+        if not self.carry and up[: 2 + n_state] != self.arrays:
+            raise TypeError(f"{summands.__name__} and {update.__name__} need the same (w, g, {n_state} state) first")
+        if not up or up[0] != self.arrays[0]:
+            raise TypeError(f"{update.__name__} must take the weight {self.arrays[0]!r} first")
+        readable = set(self.arrays[1:]) | set(self.temporaries)
+        k = 1
+        while k < len(up) and up[k] in readable:
+            k += 1
+        #: What the update pass reads, and what it writes (the weight and the state the reduce pass did not).
+        self.update_arrays = tuple(up[:k])
+        self.update_written = (self.arrays[0], *(a for a in self.update_arrays if a in self.element_state
+                                                 and a not in self.carry))
+        unwritten = set(self.element_state) - set(self.carry) - set(self.update_written)
+        if unwritten:
+            raise TypeError(f"no pass writes the state {sorted(unwritten)} (carry it or take it in {update.__name__})")
         per_segment = set(self.segment_state) | set(self.values)
-        self.update_segment = tuple(p for p in up[2 + n_state:] if p in per_segment)
-        self._update_scalars = tuple(p for p in up[2 + n_state:] if p not in per_segment)
+        self.update_segment = tuple(p for p in up[k:] if p in per_segment)
+        self._update_scalars = tuple(p for p in up[k:] if p not in per_segment)
         self._summand_scalars = tuple(red[2 + n_state:])
         known = set(self.sums) | {"count"} | set(self.segment_state) | set(self.segment_inputs)
         self._segment_args = tuple(p for p in seg if p in known)
@@ -103,8 +125,8 @@ class LayerwiseRule:
         missing -= set(seg)
         if missing:
             raise TypeError(f"{segment.__name__} does not take {sorted(missing)}")
-        every = [*self.arrays, *self.sums, *self.segment_state, *self.segment_inputs, *self.values,
-                 *self._summand_scalars, *self._segment_scalars, *self._update_scalars]
+        every = [*self.arrays, *self.temporaries, *self.sums, *self.segment_state, *self.segment_inputs,
+                 *self.values, *self._summand_scalars, *self._segment_scalars, *self._update_scalars]
         clash = _RESERVED.intersection(every)
         if clash:
             raise TypeError(f"layer-wise rule uses reserved names {sorted(clash)}")
@@ -126,34 +148,36 @@ class LayerwiseRule:
 
     def _source(self, part, target, multi_precision=False):
         cpu = target == _arrays.CPU
-        arrays = ", ".join(self.arrays)
         g = self.arrays[1]
-        load = [f"{a}[i]" for a in self.arrays]
-        if multi_precision:
-            load[1] = f"np.float32({g}[i])"
+
+        def loads(names):
+            return [f"np.float32({a}[i])" if multi_precision and a == g else f"{a}[i]" for a in names]
+
         if part == "reduce":
+            arrays = ", ".join((*self.arrays, *self.temporaries))
             parts = ", ".join(f"part_{n}" for n in self.sums)
             scal = ", ".join(self._summand_scalars)
-            xs = ", ".join(f"x_{n}" for n in self.sums)
-            head = (f"def kernel({arrays}, {parts}, chunk_start, chunk_stop, chunk_seg, seg_first, zero"
-                    f"{', ' + scal if scal else ''}):")
-            call = _single(f"summands({', '.join(load)}{', ' + scal if scal else ''})", len(self.sums))
+            xs = ", ".join([f"x_{n}" for n in self.sums] + [f"{n}[i]" for n in self.carry])
+            head = (f"def kernel({arrays}, {parts}, chunk_start, chunk_stop, chunk_seg, seg_first, "
+                    f"{'scratch, ' if cpu else ''}zero{', ' + scal if scal else ''}):")
+            call = _single(f"summands({', '.join(loads(self.arrays))}{', ' + scal if scal else ''})",
+                           len(self.sums) + len(self.carry))
             if cpu:
-                # Two loops per chunk: the summands into a chunk-sized buffer (vectorised), then
-                # their sum in element order (a sequential chain of additions, MXNet's order).
-                w = self.arrays[0]
+                # Two loops per chunk: the summands into this thread's chunk-sized rows of
+                # ``scratch`` (vectorised), then their sum (module doc: the order).
                 body = ["    for c in prange(chunk_start.shape[0]):",
-                        "        start, stop = chunk_start[c], chunk_stop[c]"]
-                body += [f"        buf_{n} = np.empty_like({w}[start:stop])" for n in self.sums]
+                        "        start, stop = chunk_start[c], chunk_stop[c]",
+                        "        buf = scratch[get_thread_id()]"]
+                body += [f"        buf_{n} = buf[{j}]" for j, n in enumerate(self.sums)]
                 body += ["        for k in range(stop - start):", "            i = start + k",
                          f"            {xs} = {call}"]
                 body += [f"            buf_{n}[k] = x_{n}" for n in self.sums]
                 body += [f"        acc_{n} = zero" for n in self.sums]
                 if self.compensated:
                     body += [f"        res_{n} = zero" for n in self.sums]
-                else:  # a parameter longer than a chunk: eight interleaved sums (vectorised)
+                else:  # a parameter longer than a chunk: eight interleaved sums (one vector)
                     body += ["        if seg_first[chunk_seg[c] + 1] - seg_first[chunk_seg[c]] > 1:"]
-                    body += [f"            acc_{n} = lanes(buf_{n}, zero)" for n in self.sums]
+                    body += [f"            acc_{n} = lanes(buf_{n}[:stop - start], zero)" for n in self.sums]
                     body += ["        else:"]
                 pad = "            " if not self.compensated else "        "
                 body += [f"{pad}for k in range(stop - start):"]
@@ -198,12 +222,10 @@ class LayerwiseRule:
             body += [f"        {', '.join(outs)} = {_single(call, len(outs))}"]
             return "\n".join([head, *body]) + "\n"
         # update
-        w, *_ = self.arrays
-        written = [w, *self.element_state]
         segs = ", ".join(f"seg_{n}" for n in self.update_segment)
         scal = ", ".join(self._update_scalars)
-        head = (f"def kernel({'w16, ' if multi_precision else ''}{arrays}, {segs + ', ' if segs else ''}"
-                f"chunk_start, chunk_stop, chunk_seg{', ' + scal if scal else ''}):")
+        head = (f"def kernel({'w16, ' if multi_precision else ''}{', '.join(self.update_arrays)}, "
+                f"{segs + ', ' if segs else ''}chunk_start, chunk_stop, chunk_seg{', ' + scal if scal else ''}):")
         if cpu:
             body = ["    for c in prange(chunk_start.shape[0]):", "        s = chunk_seg[c]"]
             inner = "        for i in range(chunk_start[c], chunk_stop[c]):"
@@ -213,10 +235,11 @@ class LayerwiseRule:
             inner = "        for i in range(chunk_start[c] + cuda.threadIdx.x, chunk_stop[c], cuda.blockDim.x):"
         body += [f"        v_{n} = seg_{n}[s]" for n in self.update_segment]
         vals = [f"v_{n}" for n in self.update_segment]
-        call = f"update({', '.join(load + vals)}{', ' + scal if scal else ''})"
+        call = f"update({', '.join(loads(self.update_arrays) + vals)}{', ' + scal if scal else ''})"
+        written = self.update_written
         body += [inner, f"            {', '.join(f'{a}[i]' for a in written)} = {_single(call, len(written))}"]
         if multi_precision:
-            body += [f"            w16[i] = {w}[i]"]
+            body += [f"            w16[i] = {self.arrays[0]}[i]"]
         return "\n".join([head, *body]) + "\n"
 
     def _accumulate(self, n, pad):
@@ -239,8 +262,9 @@ class LayerwiseRule:
 
         fns = {"summands": self.summands, "segment": self.segment, "update": self.update}
         namespace = {name: _compile(fn, target) for name, fn in fns.items()}
-        namespace.update(np=np, math=math, prange=numba.prange, only=only, lanes=_compile(lanes, target))
+        namespace.update(np=np, math=math, prange=numba.prange, only=only)
         if target == _arrays.CPU:
+            namespace.update(lanes=_compile(lanes, target), get_thread_id=numba.get_thread_id)
             exec(self._source(part, target), namespace)  # noqa: S102 - our own template
             return numba.njit(parallel=parallel, error_model="numpy")(namespace["kernel"])
         from numba import cuda
@@ -252,28 +276,74 @@ class LayerwiseRule:
 
 
 def lanes(buf, zero):
-    """``Σ buf`` in eight interleaved partial sums, combined pairwise (LLVM vectorises it).
+    """``Σ buf`` in :data:`LANES` interleaved partial sums, combined pairwise.
 
-    Used for the chunks of parameters longer than one chunk, where no
-    sequential order is MXNet's anyway; a parameter of one chunk is summed in
-    element order.
+    Lane ``j`` sums ``buf[j], buf[j+32], buf[j+64], ...`` from ``zero``;
+    the four groups of eight lanes are added as ``(v0+v1)+(v2+v3)``, lane by
+    lane, the eight results as ``((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7))``, and
+    the last ``len(buf) % 32`` elements one by one. The lanes are four
+    vector registers (:func:`_vector_lanes`), so the sum runs at the speed of
+    the loads; it is used for the chunks of parameters longer than one chunk,
+    where no sequential order is MXNet's anyway (a parameter of one chunk is
+    summed in element order).
     """
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = zero
     n = buf.shape[0]
-    m = n - n % 8
-    for k in range(0, m, 8):
-        a0 += buf[k]
-        a1 += buf[k + 1]
-        a2 += buf[k + 2]
-        a3 += buf[k + 3]
-        a4 += buf[k + 4]
-        a5 += buf[k + 5]
-        a6 += buf[k + 6]
-        a7 += buf[k + 7]
-    total = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    m = n - n % LANES
+    total = _vector_lanes(buf, m, zero)
     for k in range(m, n):
         total += buf[k]
     return total
+
+
+#: Partial sums of :func:`lanes`: four vectors of eight, so that four additions are in flight.
+LANES = 32
+
+
+@intrinsic
+def _vector_lanes(typingctx, buf, m, zero):
+    """The :data:`LANES` lane sums of ``buf[:m]`` (``m`` a multiple of 32) as LLVM vectors, combined pairwise.
+
+    Numba leaves LLVM's SLP vectoriser off, and the loop vectoriser may not
+    reorder a float sum, so scalar accumulators would stay scalar; this
+    writes the vector loop out. A machine with narrower vectors splits them
+    lane by lane, so the result does not depend on the machine.
+    """
+    from llvmlite import ir
+    from numba.core import cgutils, types
+
+    if not (isinstance(buf, types.Array) and buf.ndim == 1 and isinstance(buf.dtype, types.Float)):
+        return None
+    sig = buf.dtype(buf, m, zero)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        n = context.cast(builder, args[1], signature.args[1], types.intp)
+        zero_v = context.cast(builder, args[2], signature.args[2], signature.return_type)
+        scalar = context.get_value_type(signature.return_type)
+        vector = ir.VectorType(scalar, 8)
+        lane = [ir.Constant(ir.IntType(32), j) for j in range(8)]
+        splat = ir.Constant(vector, ir.Undefined)
+        for j in range(8):
+            splat = builder.insert_element(splat, zero_v, lane[j])
+        acc = [cgutils.alloca_once(builder, vector) for _ in range(4)]
+        for a in acc:
+            builder.store(splat, a)
+        width = ir.Constant(n.type, LANES)
+        with cgutils.for_range(builder, builder.udiv(n, width)) as loop:
+            first = builder.mul(loop.index, width)
+            for v, a in enumerate(acc):
+                ptr = builder.gep(ary.data, [builder.add(first, ir.Constant(n.type, 8 * v))])
+                block = builder.load(builder.bitcast(ptr, vector.as_pointer()))
+                block.align = context.get_abi_alignment(scalar)
+                builder.store(builder.fadd(builder.load(a), block), a)
+        v = [builder.load(a) for a in acc]
+        total = builder.fadd(builder.fadd(v[0], v[1]), builder.fadd(v[2], v[3]))
+        s = [builder.extract_element(total, lane[j]) for j in range(8)]
+        left = builder.fadd(builder.fadd(s[0], s[1]), builder.fadd(s[2], s[3]))
+        right = builder.fadd(builder.fadd(s[4], s[5]), builder.fadd(s[6], s[7]))
+        return builder.fadd(left, right)
+
+    return sig, codegen
 
 
 def _single(call, n):
@@ -335,6 +405,28 @@ class Plan:
         return self._cache[key]
 
 
+    def workspace(self, rule, target, dtype):
+        """``(parts, values, temporaries)``: the arrays a step of ``rule`` fills in passing, made once.
+
+        ``parts`` holds each chunk's sums, ``values`` each segment's values
+        (on the CPU; on CUDA they are made per launch, on its stream) and
+        the temporaries one full-size array per ``rule.temporaries`` (LAMB's
+        direction ``r``), kept with the plan for its next step.
+        """
+        key = ("workspace", target, np.dtype(dtype), len(rule.sums), len(rule.values), len(rule.temporaries))
+        if key not in self._cache:
+            if target == _arrays.CUDA:
+                from numba import cuda
+
+                temps = [cuda.device_array(self.size, dtype) for _ in rule.temporaries]
+                self._cache[key] = (None, None, temps)
+            else:
+                self._cache[key] = ([np.empty(self.n_chunks, dtype) for _ in rule.sums],
+                                    [np.empty(self.n_segments, dtype) for _ in rule.values],
+                                    [np.empty(self.size, dtype) for _ in rule.temporaries])
+        return self._cache[key]
+
+
 def _cuda_grid(n):
     if _simulated():
         return max(1, min(n, 4))
@@ -368,19 +460,20 @@ def launch(rule, plan, weight, grad, state, segment_state, segment_inputs, args,
         zero = dtype.type(0)
         arrays = [w, g, *(a.reshape(-1) for a in state)]
         p = plan.arrays(target, dtype)
-        parts = [np.empty(plan.n_chunks, dtype) for _ in rule.sums]
-        values = [np.empty(plan.n_segments, dtype) for _ in rule.values]
+        parts, values, temps = plan.workspace(rule, target, dtype)
         seg_state = [a.reshape(-1) for a in segment_state]
         seg_in = [np.asarray(a, dtype) for a in segment_inputs]
         parallel = plan.size >= _CPU_PARALLEL_THRESHOLD()
-        rule.kernel("reduce", target, parallel=parallel)(*arrays, *parts, p["chunk_start"], p["chunk_stop"],
-                                                          p["chunk_seg"], p["seg_first"], zero, *summand_args)
+        rule.kernel("reduce", target, parallel=parallel)(
+            *arrays, *temps, *parts, p["chunk_start"], p["chunk_stop"], p["chunk_seg"], p["seg_first"],
+            _scratch(dtype, len(rule.sums)), zero, *summand_args)
         rule.kernel("segment", target, parallel=parallel and plan.n_segments > 1024)(
             *parts, p["seg_first"], p["seg_count"], *seg_state, *seg_in, *values, zero, *segment_args)
         by_name = dict(zip((*rule.segment_state, *rule.values), (*seg_state, *values)))
+        named = dict(zip((*rule.arrays, *rule.temporaries), (*arrays, *temps)))
         rule.kernel("update", target, parallel=parallel)(
-            *arrays, *(by_name[n] for n in rule.update_segment), p["chunk_start"], p["chunk_stop"],
-            p["chunk_seg"], *update_args)
+            *(named[a] for a in rule.update_arrays), *(by_name[n] for n in rule.update_segment),
+            p["chunk_start"], p["chunk_stop"], p["chunk_seg"], *update_args)
         if counter is not None:
             counter(3)
         if master is not None:
@@ -408,24 +501,43 @@ def launch(rule, plan, weight, grad, state, segment_state, segment_inputs, args,
         seg_in.append(cached[1])
     parts = [cuda.device_array(plan.n_chunks, dtype, stream=stream) for _ in rule.sums]
     values = [cuda.device_array(plan.n_segments, dtype, stream=stream) for _ in rule.values]
+    temps = plan.workspace(rule, target, dtype)[2]
     seg_state = [_arrays.flat(a) for a in segment_state]
     zero = dtype.type(0)
     threads = 8 if _simulated() else _CUDA_THREADS
+    mp = master is not None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NumbaPerformanceWarning)
-        rule.kernel("reduce", target, dtype=dtype)[_cuda_grid(plan.n_chunks), threads, stream](
-            *flats, *parts, p["chunk_start"], p["chunk_stop"], p["chunk_seg"], p["seg_first"], zero, *summand_args)
+        rule.kernel("reduce", target, multi_precision=mp, dtype=dtype)[_cuda_grid(plan.n_chunks), threads, stream](
+            *flats, *temps, *parts, p["chunk_start"], p["chunk_stop"], p["chunk_seg"], p["seg_first"], zero,
+            *summand_args)
         seg_threads = 8 if _simulated() else 256
         rule.kernel("segment", target)[max(1, min(-(-plan.n_segments // seg_threads), 1024)), seg_threads, stream](
             *parts, p["seg_first"], p["seg_count"], *seg_state, *seg_in, *values, zero, *segment_args)
         by_name = dict(zip((*rule.segment_state, *rule.values), (*seg_state, *values)))
-        upd = rule.kernel("update", target, multi_precision=master is not None)
-        head = [w16] if master is not None else []
+        named = dict(zip((*rule.arrays, *rule.temporaries), (*flats, *temps)))
+        upd = rule.kernel("update", target, multi_precision=mp)
+        head = [w16] if mp else []
         upd[_cuda_grid(plan.n_chunks), threads, stream](
-            *head, *flats, *(by_name[n] for n in rule.update_segment), p["chunk_start"], p["chunk_stop"],
-            p["chunk_seg"], *update_args)
+            *head, *(named[a] for a in rule.update_arrays), *(by_name[n] for n in rule.update_segment),
+            p["chunk_start"], p["chunk_stop"], p["chunk_seg"], *update_args)
     if counter is not None:
         counter(3)
+
+
+_SCRATCH = {}
+
+
+def _scratch(dtype, rows):
+    """Each CPU thread's ``rows`` chunk-sized rows for the reduce pass's summands, made once.
+
+    Row block ``t`` belongs to the thread whose ``numba.get_thread_id()`` is
+    ``t``; Numba kernels hold the GIL, so two launches never share it.
+    """
+    key = (np.dtype(dtype), max(rows, 1))
+    if key not in _SCRATCH:
+        _SCRATCH[key] = np.empty((numba.config.NUMBA_NUM_THREADS, key[1], CHUNK), dtype)
+    return _SCRATCH[key]
 
 
 def _CPU_PARALLEL_THRESHOLD():  # noqa: N802 - read at call time, so tests may lower it
@@ -479,7 +591,7 @@ def sum_squares(array) -> float:
         part = np.empty(plan.n_chunks, dtype)
         _SQUARES.kernel("reduce", _arrays.CPU, parallel=described.size >= _CPU_PARALLEL_THRESHOLD())(
             x, x, part, arrays["chunk_start"], arrays["chunk_stop"], arrays["chunk_seg"], arrays["seg_first"],
-            np.dtype(dtype).type(0))
+            _scratch(dtype, 1), np.dtype(dtype).type(0))
     else:
         from numba import cuda
 

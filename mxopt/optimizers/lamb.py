@@ -15,9 +15,12 @@ double and rounded back, ``v̂`` divided in float32, ``η·φ/‖r‖`` from the
 The norms are sums of squares (:mod:`mxopt._reduce`); MXNet's ``norm()``
 uses a rescaled sum (LAPACK's ``snrm2``), which may differ in the last bit.
 
-Two passes: the first computes ``r`` and sums ``w²`` and ``r²`` per layer,
-without writing; the second recomputes ``m``, ``v`` and ``r`` (cheaper than
-storing ``r``) and writes ``w``, ``m`` and ``v``.
+Two passes, as MXNet's ``lamb_update_phase1/2``: the first computes the
+moments and ``r``, writes ``m``, ``v`` and ``r`` (a scratch array kept with
+the parameter's plan) and sums ``w²`` and ``r²`` per layer; the second reads
+``w`` and ``r`` and writes ``w``. Storing ``r`` costs 8 bytes per element;
+recomputing it would cost two divisions and a square root per element
+again, which on the CPU take longer than the memory traffic.
 
 With ``multi_precision`` the float32 master copy is updated, and the float16
 weight receives its rounded value. MXNet 1.9.1's ``mp_lamb_update_phase2``
@@ -49,9 +52,10 @@ def lamb_direction(w, g, mean, var, beta1, beta2, epsilon, wd, rescale_grad, cli
 
 
 def lamb_sums(w, g, mean, var, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, bias1, bias2):
-    """What LAMB sums over a layer: ``w²`` and ``r²``."""
-    _, _, r = lamb_direction(w, g, mean, var, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, bias1, bias2)
-    return w * w, r * r
+    """LAMB's first pass for one element: what it sums over a layer (``w²``, ``r²``), the new moments and ``r``."""
+    mean, var, r = lamb_direction(w, g, mean, var, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient,
+                                  bias1, bias2)
+    return w * w, r * r, mean, var, r
 
 
 def lamb_rate(w_sq, r_sq, lr, lower_bound, upper_bound):
@@ -67,14 +71,13 @@ def lamb_rate(w_sq, r_sq, lr, lower_bound, upper_bound):
     return lr * phi / r_norm
 
 
-def lamb(w, g, mean, var, layer_lr, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient, bias1, bias2):
-    """One LAMB step for one element with its layer's rate ``η·φ/‖r‖``."""
-    mean, var, r = lamb_direction(w, g, mean, var, beta1, beta2, epsilon, wd, rescale_grad, clip_gradient,
-                                  bias1, bias2)
-    return w - layer_lr * r, mean, var
+def lamb(w, r, layer_lr):
+    """LAMB's step for one element: along its direction ``r`` with its layer's rate ``η·φ/‖r‖``."""
+    return w - layer_lr * r
 
 
-LAMB_RULE = LayerwiseRule(lamb_sums, lamb_rate, lamb, n_state=2, sums=("w_sq", "r_sq"), values=("layer_lr",))
+LAMB_RULE = LayerwiseRule(lamb_sums, lamb_rate, lamb, n_state=2, sums=("w_sq", "r_sq"), carry=("mean", "var", "r"),
+                          values=("layer_lr",))
 
 
 def _optional_bound(name, value):
