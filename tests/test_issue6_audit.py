@@ -23,6 +23,7 @@ CONFIGS = [("sgd", {"momentum": 0.9}), ("nag", {"momentum": 0.9}), ("adam", {}),
            ("lamb", {}), ("groupadagrad", {})]
 CONFIGS += [("ftrl", {})]
 CONFIGS += [("ftml", {})]
+CONFIGS += [("sgld", {"seed": 1})]
 
 
 def test_configs_cover_the_registry():
@@ -42,6 +43,8 @@ def frozen(opt, *arrays_or_states):
     for x in arrays_or_states:
         if isinstance(x, mxopt.State):
             out.append(([a.copy() for a in x.arrays], dict(x.scalars)))
+        elif x is None:  # an optimizer that keeps no state (SGLD)
+            out.append(None)
         else:
             out.append(x.copy())
     return out
@@ -71,15 +74,19 @@ def test_list_update_refuses_memory_shared_across_parameters(name, kwargs):
     g = np.full((3, 4), 0.5, np.float32)
     opt.update([0, 1], [w0, w1], [g, g.copy()], [s0, s1])  # non-trivial counters and states
     before = frozen(opt, w0, w1, s0, s1, g)
-    inside_w0 = w0.reshape(-1)[:s1.arrays[0].size].reshape(s1.arrays[0].shape)  # a view of w0 shaped like the state
-    forged = mxopt.State(s1.optimizer, 1, s1.names, (inside_w0,) + tuple(s1.arrays[1:]), s1.scalars)
-    shared = mxopt.State(s1.optimizer, 1, s1.names, s0.arrays, s1.scalars)
-    for label, call in [
+    calls = [
         ("grad of index 1 shares memory with weight of index 0", lambda: opt.update([0, 1], [w0, w1], [g, w0], [s0, s1])),
-        ("state.* of index 1 shares memory with weight of index 0", lambda: opt.update([0, 1], [w0, w1], [g, g], [s0, forged])),
-        ("of index 1 shares memory with state", lambda: opt.update([0, 1], [w0, w1], [g, g], [s0, shared])),
         ("weight of index 1 shares memory with weight of index 0", lambda: opt.update([0, 1], [w0, w0], [g, g], [s0, s1])),
-    ]:
+    ]
+    if s1 is not None:  # states to forge (SGLD keeps none)
+        inside_w0 = w0.reshape(-1)[:s1.arrays[0].size].reshape(s1.arrays[0].shape)  # a view of w0 shaped like the state
+        forged = mxopt.State(s1.optimizer, 1, s1.names, (inside_w0,) + tuple(s1.arrays[1:]), s1.scalars)
+        shared = mxopt.State(s1.optimizer, 1, s1.names, s0.arrays, s1.scalars)
+        calls += [
+            ("state.* of index 1 shares memory with weight of index 0", lambda: opt.update([0, 1], [w0, w1], [g, g], [s0, forged])),
+            ("of index 1 shares memory with state", lambda: opt.update([0, 1], [w0, w1], [g, g], [s0, shared])),
+        ]
+    for label, call in calls:
         with pytest.raises(ValueError, match=label.replace("[", r"\[")):
             call()
         same(before, frozen(opt, w0, w1, s0, s1, g))
