@@ -28,8 +28,8 @@ multiplies. Float32 results are MXNet's bit for bit. The CUDA kernel's
 
 Where MXNet returns NaN, mxopt takes the limit: when ``η_{t+1}`` is 0 or so
 small that ``d_{t+1}`` overflows (a schedule that has decayed below float32's
-range, or ``lr_mult = 0``), or ``v_{t+1} = 0`` with ``ε = 0`` (no nonzero
-gradient yet), the step ``(1 − β₁)·g̃_t/d_{t+1}`` has no finite quotient;
+range, or ``lr_mult = 0``), or ``v_{t+1} = 0`` with ``ε = 0`` (every gradient
+so far 0, or too small for its square to be nonzero in the dtype), the step ``(1 − β₁)·g̃_t/d_{t+1}`` has no finite quotient;
 its limit is no step, so ``w``, ``d`` and ``z`` stay as they are (``v`` is
 updated: it does not depend on ``η``). MXNet computes ``∞/∞`` or ``0/0``.
 """
