@@ -281,6 +281,46 @@ def test_bad_layout_is_refused_before_anything_changes():
     assert opt._index_update_count == {1: 1}
 
 
+def test_lamb_float32_quotient_is_mxnets_double_quotient():
+    """LAMB hands ``bias1 = 1 − β₁ᵗ`` to the kernel as float32 where ``m/bias1`` in float32 is MXNet's
+    double quotient rounded to float32 (LAMB._wide says why): checked for every t on extreme and random m."""
+    rng = np.random.default_rng(25)
+    tiny = np.finfo(np.float32).tiny
+    m = np.concatenate([rng.standard_normal(4000) * 10.0 ** rng.integers(-44, 38, 4000),
+                        np.nextafter(np.float32(2.0) ** np.arange(-149, 128), np.float32(0)) * rng.choice([-1, 1], 277),
+                        [0.0, -0.0, np.inf, -np.inf, np.nan, tiny, np.finfo(np.float32).max]]).astype(np.float32)
+    taken = {True: 0, False: 0}
+    for beta1 in (0.5, 0.9, 0.99):
+        opt = mxopt.LAMB(beta1=beta1)
+        for t in range(1, 2000, 3):
+            scalars = opt.step_scalars(0, t, 0.001, 0.0)
+            (arg,) = opt._wide((np.float32(scalars["bias1"]),), scalars, ("bias1",))
+            fast = isinstance(arg, np.float32)
+            taken[fast] += 1
+            if fast:
+                with np.errstate(over="ignore"):
+                    np.testing.assert_array_equal(m / arg, (m.astype(np.float64) / scalars["bias1"]).astype(np.float32),
+                                                  err_msg=f"beta1={beta1}, t={t}")
+    assert taken[True] > 100 and taken[False] > 100
+
+
+@pytest.mark.parametrize("t0", [0, 168])
+def test_lamb_steps_equal_with_the_float32_quotient_and_the_double_one(t0, monkeypatch):
+    rng = np.random.default_rng(t0)
+    w0 = rng.standard_normal(50).astype(np.float32)
+    grads = [rng.standard_normal(50).astype(np.float32) for _ in range(4)]
+    results = []
+    for wide in (mxopt.LAMB._wide, mxopt.Optimizer._wide):
+        monkeypatch.setattr(mxopt.LAMB, "_wide", wide)
+        opt = mxopt.LAMB(learning_rate=0.01, wd=0.01, begin_num_update=t0)
+        w, state = w0.copy(), opt.create_state(0, w0)
+        for g in grads:
+            opt.update(0, w, g, state)
+        results.append((w, state.mean, state.var))
+    for fast, double in zip(*results):
+        np.testing.assert_array_equal(fast, double)
+
+
 def test_lamb_and_lars_refuse_bad_hyperparameters():
     with pytest.raises(ValueError, match="lower_bound"):
         mxopt.LAMB(lower_bound=-1.0)
