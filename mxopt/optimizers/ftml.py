@@ -26,12 +26,14 @@ float32, ``(1 − β₂)·g̃²`` squares first, and ``d`` divides by ``η`` bef
 multiplies. Float32 results are MXNet's bit for bit. The CUDA kernel's
 ``powf`` is CUDA's own, as in MXNet's GPU kernel.
 
-Where MXNet returns NaN, mxopt takes the limit: when ``η_{t+1}`` is 0 or so
-small that ``d_{t+1}`` overflows (a schedule that has decayed below float32's
-range, or ``lr_mult = 0``), or ``v_{t+1} = 0`` with ``ε = 0`` (every gradient
-so far 0, or too small for its square to be nonzero in the dtype), the step ``(1 − β₁)·g̃_t/d_{t+1}`` has no finite quotient;
-its limit is no step, so ``w``, ``d`` and ``z`` stay as they are (``v`` is
-updated: it does not depend on ``η``). MXNet computes ``∞/∞`` or ``0/0``.
+Where MXNet returns NaN, mxopt makes no step: when ``η_{t+1}`` is 0 or so
+small that ``d_{t+1}`` overflows (``lr_mult = 0``, or a schedule that has
+decayed below float32's range), MXNet computes ``∞/∞``; the limit of the
+step ``(1 − β₁)·g̃_t/d_{t+1}`` for ``η → 0`` is 0. When ``d_{t+1} = 0``
+(``ε = 0`` and ``v_{t+1} = 0``: every gradient so far 0, or too small for
+its square to be nonzero in the dtype), MXNet computes ``0/0``. In both
+cases ``w``, ``d`` and ``z`` keep their values (so ``z = −d·w`` still holds)
+and ``v`` is updated. An infinite gradient still gives NaN, as in MXNet.
 """
 import math
 
