@@ -39,7 +39,7 @@ def test_multifactor_step_must_be_a_list_of_increasing_integers(step, exc):
 
 @pytest.mark.parametrize("sched", [
     L.FactorScheduler(step=3, factor=0.5), L.MultiFactorScheduler([5, 9], 0.5), L.PolyScheduler(100),
-    L.CosineScheduler(100, warmup_steps=10), L.Exp(0.1, 0.9), L.Inv(0.1, 0.9, 0.5)],
+    L.CosineScheduler(100, warmup_steps=10), L.Exp(0.1, 0.9), L.Inv(0.1, 0.9, 0.5), L.Fixed(0.1)],
     ids=lambda s: type(s).__name__)
 def test_huge_num_update(sched):
     biggest = 2 ** 63 - 1
@@ -59,6 +59,7 @@ def test_huge_num_update(sched):
     (lambda: L.CosineScheduler(max_update=10 ** 400), "max_update"),
     (lambda: L.Exp(base_lr=0.1, gamma=10 ** 400), "gamma"),
     (lambda: L.Inv(power=-(10 ** 400)), "power"),
+    (lambda: L.Fixed(base_lr=10 ** 400), "base_lr"),
     (lambda: L.FactorScheduler(step=10, warmup_steps=10 ** 400), "warmup_steps"),
 ])
 def test_huge_integers_are_value_errors(make, word):
