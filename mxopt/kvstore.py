@@ -89,9 +89,15 @@ against batch :math:`b`; Goyal et al. 2017).  The layer-wise optimizers
 (:class:`mxopt.LARS`, :class:`mxopt.LAMB`, :class:`mxopt.LBSGD` with
 ``'lars'``) compute their norms from the summed gradient, the same on every
 rank: the global batch's, as on one machine.  :class:`mxopt.LBSGD`'s
-``batch_scale`` :math:`k` then sums :math:`k` of these global steps, an
-effective batch of :math:`k N b` examples (MXNet's advice, "batch size ×
-workers", is this product), and warms its rate up to :math:`k` times.
+``batch_scale`` :math:`k` is a number of calls, as in MXNet's code: it sums
+:math:`k` of these global steps, an effective batch of :math:`k N b`
+examples, and warms its rate up to :math:`k` times over
+``warmup_epochs · updates_per_epoch`` calls.  MXNet's documentation asks for
+"batch size × workers" there; with a store, the workers' factor :math:`N`
+is already in every call (scale ``learning_rate`` for the :math:`N b`
+examples of one call), ``batch_scale`` adds the rest, and
+``updates_per_epoch`` counts the steps of the distributed run, about
+:math:`1/N` of one process's.
 
 **Start-up.**  The Trainer's construction is collective: every rank checks
 that all ranks have the same parameter names, shapes and dtype, the same

@@ -88,6 +88,19 @@ if rank == 0:
     result["sync_vs_whole_batch_max_rel"] = float((diff / np.maximum(np.abs(whole.data), 1e-3)).max())
     result["whole_batch_test_accuracy"] = model.accuracy(whole.params, data.X_test, data.y_test)
 
+# -- buckets, and MPI_Allreduce's own order ----------------------------------------------------------------
+runs = {}
+for label, options in (("one", {}), ("buckets", {"bucket_size": 500}),
+                       ("allreduce", {"reduce": "allreduce", "bucket_size": 500})):
+    tr = mxopt.Trainer(model.init_params(SEED), "sgd", sgd, kvstore=kvstore.create("dist_sync", **options))
+    for step in steps[:5]:
+        write_grads(tr, step[rank])
+        tr.step(sum(len(r) for r in step))
+    runs[label] = tr.data
+    result[f"{label}_identical_on_ranks"] = same_on_every_rank(tr.data)
+result["buckets_equal_one_message"] = bool(np.array_equal(runs["one"], runs["buckets"]))
+result["allreduce_max_abs_diff"] = float(np.abs(runs["one"] - runs["allreduce"]).max())
+
 # -- checkpoints: written by one rank, loaded by every rank of a job of another size ------------------------
 ckpt, weights_file = os.path.join(ckpt_dir, "states.safetensors"), os.path.join(ckpt_dir, "weights.npy")
 if "save" in parts:
