@@ -7,8 +7,11 @@ milliseconds per step and as the two ratios issue 8 bounds (1.6x each).
 step on their own (median over the steps), and the Python time around them.
 ``--t0 N`` starts every optimizer's update count at N (LAMB's bias
 corrections depend on it; default 0, the first steps of a run).
+``--trainer`` times instead a Trainer of 1000 parameters of 1024 elements
+against one of a single 1,024,000-element parameter, for LAMB and LARS
+(issue 8: within 2x).
 
-    python benchmarks/bench_layerwise.py [--n 8388608] [--profile] [--t0 1000]
+    python benchmarks/bench_layerwise.py [--n 8388608] [--profile] [--t0 1000] [--trainer]
 """
 import argparse
 import os
@@ -63,12 +66,32 @@ def per_launch(step, rule, steps=20):
     return ms
 
 
+def trainer_ratios(t0):
+    """Milliseconds per Trainer step, 1000 x 1024 elements and 1 x 1,024,000, and their ratio."""
+    rng = np.random.default_rng(1)
+    conts = []
+    for name, kw in (("lamb", {"learning_rate": 1e-3}), ("lars", {"learning_rate": 1e-3, "momentum": 0.9})):
+        for label, params in (("1000x1024", {f"l{i}_weight": rng.standard_normal(1024, dtype=np.float32)
+                                             for i in range(1000)}),
+                              ("1x1024000", {"w": rng.standard_normal(1024000, dtype=np.float32)})):
+            tr = mxopt.Trainer(params, name, dict(kw, begin_num_update=t0))
+            tr.grad_data[...] = rng.standard_normal(tr.grad_data.shape, dtype=np.float32) * 0.01
+            conts.append((f"{name} {label}", tr.step, 1e9))
+    ms = {k: 1e3 / v for k, v in interleaved(conts, 20, 9)}
+    print({k: round(v, 3) for k, v in ms.items()})
+    for name in ("lamb", "lars"):
+        print(f"{name}: 1000x1024 / 1x1024000 = {ms[name + ' 1000x1024'] / ms[name + ' 1x1024000']:.3f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=8 * 2**20)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--t0", type=int, default=0)
+    ap.add_argument("--trainer", action="store_true")
     a = ap.parse_args()
+    if a.trainer:
+        return trainer_ratios(a.t0)
     rng = np.random.default_rng(0)
     g = rng.standard_normal(a.n, dtype=np.float32) * 0.01
     opts = {"adam": mxopt.Adam(learning_rate=1e-3, begin_num_update=a.t0),

@@ -6,16 +6,22 @@ over a row. A :class:`LayerwiseRule` writes such an optimizer as three plain
 Python functions, compiled like the element-wise rules of
 :mod:`mxopt._engine` for the CPU and for CUDA:
 
-``summands(w, g, *state, *scalars) -> (x_1, ..., x_q)``
-    per element: the values summed over each segment (``w*w``, ``g*g``).
+``summands(w, g, *state, *scalars) -> (x_1, ..., x_q, *carried)``
+    per element: the values summed over each segment (``w*w``, ``g*g``),
+    then the values of the rule's ``carry``, kept for the update pass: new
+    state values (written by this pass) or per-element temporaries (LAMB's
+    direction ``r``, in a scratch array kept with the plan).
 ``segment(*sums, count, *segment_state, *segment_inputs, *scalars) -> (*segment_state, *values)``
     per segment: turns its sums into the values the element pass reads
     (LARS's layer learning rate, LAMB's trust ratio), and may update a
     per-segment state (GroupAdaGrad's row history). ``count`` is the number
     of elements in the segment; ``segment_inputs`` are per-segment constants
     (LARS's "apply the trust ratio" flag, from the parameter's name).
-``update(w, g, *state, *segment values, *scalars) -> (w, *state)``
+``update(w, *arrays, *segment values, *scalars) -> (w, *state)``
     per element, like an element-wise rule, reading its own segment's values.
+    Its arrays are ``g, *state`` (the same as ``summands``) when nothing is
+    carried; with a ``carry``, any of ``g``, the state and the temporaries,
+    and it returns the weight and the state the reduce pass did not write.
 
 A function with one result may return it as a value or as a 1-tuple.
 
@@ -26,18 +32,24 @@ elements; every pass loops over chunks, so a Trainer's thousand parameters
 take three launches (reduce, segment, update), whatever their number, and a
 single huge parameter still spreads over every core or multiprocessor.
 
-Summation order. On the CPU each chunk is summed sequentially, in element
-order, in the compute dtype, and a segment's chunk sums are added in chunk
-order: for a segment of at most :data:`CHUNK` elements that is exactly the
-loop of MXNet 1.9.1's ``multi_sum_sq`` (LARS), and with ``compensated=True``
-the Kahan loop of its ``sum`` reducer (``mean``, used by GroupAdaGrad). The
-order does not depend on the number of threads. On CUDA a block sums a chunk
-as a tree, so the last bit may differ from the CPU.
+Summation order. On the CPU a segment of at most :data:`CHUNK` elements is
+summed sequentially, in element order, in the compute dtype: exactly the loop
+of MXNet 1.9.1's ``multi_sum_sq`` (LARS), and with ``compensated=True`` the
+Kahan loop of its ``sum`` reducer (``mean``, used by GroupAdaGrad). A longer
+segment's chunks are each summed (Kahan's way if compensated, else) in :data:`LANES` interleaved partial sums
+(:func:`lanes`: vector registers; a sequential chain of additions would
+take longer than the memory traffic), and its chunk sums added in chunk
+order. The order does not depend on the number of threads nor on the
+machine. On CUDA a block sums a chunk as a tree, so the last bit may differ
+from the CPU.
 
-Traffic. The reduce pass only reads; the update pass recomputes whatever it
-needs from the state (LAMB recomputes Adam's step ``r`` instead of storing
-it), so a layer-wise step reads its arrays twice and writes them once, with
-no full-size temporary.
+Traffic. The reduce pass reads ``w``, ``g`` and the state and writes only
+what the rule carries; the update pass reads what it needs and writes the
+rest. LARS reads ``w`` and ``g`` to sum, then takes SGD's step; LAMB writes
+its moments and ``r`` in the first pass, as MXNet's ``lamb_update_phase1``,
+and reads ``w`` and ``r`` in the second. Scratch is made once: each CPU
+thread's chunk-sized rows for the summands, and per plan the chunk sums,
+the segment values and the temporaries.
 """
 from __future__ import annotations
 
@@ -60,7 +72,7 @@ _CUDA_THREADS = 256
 
 _RESERVED = {"c", "i", "s", "k", "start", "stop", "zero", "kernel", "prange", "cuda", "np", "w16", "count",
              "summands", "segment", "update", "chunk_start", "chunk_stop", "chunk_seg", "seg_first",
-             "seg_count", "tid", "buf", "step", "scratch", "get_thread_id", "lanes", "only", "math"}
+             "seg_count", "tid", "buf", "step", "scratch", "get_thread_id", "lanes", "pairwise", "only", "math"}
 
 
 def _params(fn):
@@ -78,14 +90,22 @@ class LayerwiseRule:
       segment_inputs: per-segment constants ``segment`` reads.
       values: names of what ``segment`` returns after its state.
       compensated: Kahan summation within a chunk (MXNet's ``sum`` reducer).
+      pairwise: sum a segment of one chunk as ``numpy.sum`` does (:func:`pairwise`), for
+        rules whose MXNet original sums with NumPy (LBSGD's 'lars').
+      carry: names of the per-element values ``summands`` returns after its
+        sums: state arrays (written by the reduce pass) or temporaries the
+        update pass reads by name.
     """
 
     def __init__(self, summands, segment, update, n_state, sums, segment_state=(), segment_inputs=(),
-                 values=(), compensated=False, carry=()):
+                 values=(), compensated=False, carry=(), pairwise=False):
         self.summands, self.segment, self.update = summands, segment, update
         self.sums, self.segment_state = tuple(sums), tuple(segment_state)
         self.segment_inputs, self.values = tuple(segment_inputs), tuple(values)
         self.compensated = bool(compensated)
+        self.pairwise = bool(pairwise)
+        if self.compensated and self.pairwise:
+            raise TypeError("a rule sums either compensated (Kahan) or pairwise (NumPy), not both")
         self.carry = tuple(carry)
         up, red, seg = _params(update), _params(summands), _params(segment)
         if len(red) < 2 + n_state:
@@ -180,9 +200,12 @@ class LayerwiseRule:
                     body += [f"            acc_{n} = lanes(buf_{n}[:stop - start], zero)" for n in self.sums]
                     body += ["        else:"]
                 pad = "            " if not self.compensated else "        "
-                body += [f"{pad}for k in range(stop - start):"]
-                body += [f"{pad}    x_{n} = buf_{n}[k]" for n in self.sums]
-                body += [line for n in self.sums for line in self._accumulate(n, pad + "    ")]
+                if self.pairwise:
+                    body += [f"{pad}acc_{n} = pairwise(buf_{n}, stop - start, zero)" for n in self.sums]
+                else:
+                    body += [f"{pad}for k in range(stop - start):"]
+                    body += [f"{pad}    x_{n} = buf_{n}[k]" for n in self.sums]
+                    body += [line for n in self.sums for line in self._accumulate(n, pad + "    ")]
                 body += [f"        part_{n}[c] = acc_{n}" for n in self.sums]
             else:
                 body = ["    tid = cuda.threadIdx.x"]
@@ -264,7 +287,7 @@ class LayerwiseRule:
         namespace = {name: _compile(fn, target) for name, fn in fns.items()}
         namespace.update(np=np, math=math, prange=numba.prange, only=only)
         if target == _arrays.CPU:
-            namespace.update(lanes=_compile(lanes, target), get_thread_id=numba.get_thread_id)
+            namespace.update(lanes=_compile(lanes, target), pairwise=pairwise, get_thread_id=numba.get_thread_id)
             exec(self._source(part, target), namespace)  # noqa: S102 - our own template
             return numba.njit(parallel=parallel, error_model="numpy")(namespace["kernel"])
         from numba import cuda
@@ -344,6 +367,42 @@ def _vector_lanes(typingctx, buf, m, zero):
         return builder.fadd(left, right)
 
     return sig, codegen
+
+
+@numba.njit(error_model="numpy")
+def pairwise(buf, n, zero):
+    """``Σ buf[:n]`` in NumPy's order (``numpy.add.reduce`` of a contiguous float array).
+
+    NumPy's pairwise sum: fewer than 8 elements one by one from ``zero``; up
+    to 128 in eight interleaved sums started from the first eight elements,
+    combined as ``((r0+r1)+(r2+r3))+((r4+r5)+(r6+r7))``, then the rest one by
+    one; more, the two halves (the first a multiple of 8 long) summed so and
+    added.
+    """
+    if n < 8:
+        total = zero
+        for k in range(n):
+            total += buf[k]
+        return total
+    if n <= 128:
+        r0, r1, r2, r3, r4, r5, r6, r7 = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5], buf[6], buf[7]
+        m = n - n % 8
+        for k in range(8, m, 8):
+            r0 += buf[k]
+            r1 += buf[k + 1]
+            r2 += buf[k + 2]
+            r3 += buf[k + 3]
+            r4 += buf[k + 4]
+            r5 += buf[k + 5]
+            r6 += buf[k + 6]
+            r7 += buf[k + 7]
+        total = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        for k in range(m, n):
+            total += buf[k]
+        return total
+    half = n // 2
+    half -= half % 8
+    return pairwise(buf, half, zero) + pairwise(buf[half:], n - half, zero)
 
 
 def _single(call, n):

@@ -341,6 +341,30 @@ def test_sum_squares_is_a_sequential_float32_loop_for_small_arrays():
     assert _reduce.sum_squares(np.zeros(0, np.float32)) == 0.0
 
 
+def test_pairwise_sums_as_numpy_does():
+    """``pairwise=True`` (for rules whose MXNet original sums with NumPy): a segment of one chunk is
+    summed in NumPy's pairwise order, bit for bit; longer ones in lanes (module doc)."""
+    rng = np.random.default_rng(7)
+    for dtype in (np.float32, np.float64):
+        for n in (*range(1, 140), 255, 256, 1000, 4095, 4096):
+            x = (rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, n)).astype(dtype)
+            assert _reduce.pairwise(x, n, dtype(0)) == x.sum(), (dtype, n)
+    rule = _reduce.LayerwiseRule(_reduce._sum_squares_summand, _reduce._keep, _reduce._unchanged, 0, ("total",),
+                                 values=("total_out",), pairwise=True)
+    counts = np.array([3, 8, 129, 1000, 4096, 2 * _reduce.CHUNK + 3])
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    x = rng.standard_normal(counts.sum()).astype(np.float32)
+    plan = _reduce.Plan(starts, counts)
+    _reduce.launch(rule, plan, x, x.copy(), (), (), (), ())
+    totals = plan.workspace(rule, "cpu", np.float32)[1][0]
+    for s, (a, n) in enumerate(zip(starts, counts)):
+        want = np.sum(x[a:a + n] * x[a:a + n])
+        if n <= _reduce.CHUNK:
+            assert totals[s] == want, n
+        else:
+            assert totals[s] == pytest.approx(want, rel=1e-5)
+
+
 def test_segments_longer_than_a_chunk_are_summed_per_parameter():
     n = 2 * _reduce.CHUNK + 17
     params = {"big_weight": RNG.standard_normal(n).astype(np.float32),

@@ -11,7 +11,9 @@ Adam's step ``r``, scaled per layer by the trust ratio ‖w‖/‖r‖. With
 The weight decay is decoupled (added to ``r``, not clipped). The rule keeps
 MXNet 1.9.1's kernels' rounding (``lamb_update_phase1/2``): ``1 − β`` in
 float32, ``β₁ᵗ`` from a double ``pow`` rounded to float32, ``m̂`` divided in
-double and rounded back, ``v̂`` divided in float32, ``η·φ/‖r‖`` from the left.
+double and rounded back (in float32 at the steps where that is the same
+number: :meth:`LAMB._wide`), ``v̂`` divided in float32, ``η·φ/‖r‖`` from the
+left.
 The norms are sums of squares (:mod:`mxopt._reduce`); MXNet's ``norm()``
 uses a rescaled sum (LAPACK's ``snrm2``), which may differ in the last bit.
 
