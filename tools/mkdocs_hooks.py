@@ -47,7 +47,21 @@ They keep the site self-contained and its notebook pages fresh and correct.
     * rebuilds the page's table of contents from the headings actually on it:
       mkdocs-jupyter derives it from a copy of the Markdown with inline code
       removed, so a heading such as "The `mxopt` rule" got a link to an
-      anchor that does not exist.
+      anchor that does not exist;
+    * hides the right-hand table of contents (``hide: [toc]``), which
+      docs/overrides/partials/nav.html then shows in the navigation, so the
+      notebook gets the width (docs/stylesheets/extra.css);
+    * adds a line under the chapter's title that links to its sections of the
+      API reference (``CHAPTER_API``).
+
+``on_page_markdown`` and ``on_page_content``, on the API reference (docs/api/)
+    mkdocstrings renders each ``::: identifier`` section from the docstrings.
+    A section whose module is not in the package (yet) is left out, so that
+    the pages may list modules that are still being written; each section
+    that ``CHAPTER_API`` names gets a line under its heading that links to
+    its chapters.  Plot-only cells (tag ``hide-input``) are rendered without
+    their code by mkdocs-jupyter's ``remove_tag_config``, which ``on_config``
+    requires.
 """
 
 from __future__ import annotations
@@ -173,8 +187,11 @@ def on_post_build(config):
 
 
 def _notebook(file) -> Path | None:
-    """The stored notebook behind a page of mkdocs-jupyter, or None for other files."""
+    """The stored notebook behind a page of mkdocs-jupyter, or None for other
+    files (and for notebooks that exclude_docs keeps out of the site)."""
     if not file.src_uri.endswith(".ipynb") or not file.is_documentation_page():
+        return None
+    if not file.inclusion.is_included():
         return None
     return Path(os.path.realpath(file.abs_src_path))
 
