@@ -124,9 +124,13 @@ loads in a job of any size (and in one process, by
 works with every kind.  When the MPI library is CUDA-aware the device
 buffers go to MPI directly, after the stream that produced them is
 synchronised; otherwise each collective goes through a host copy.
-``cuda_aware=None`` asks the library (``MPI.Query_cuda_support()``, MPI
-4.1's MPIX query in MPICH and Open MPI) unless the environment variable
-``MXOPT_MPI_CUDA_AWARE`` is ``0`` or ``1``; ``True``/``False`` sets it.
+``cuda_aware=None`` asks the library: MPI 4.1 lists the memory kinds it
+supports in the info key ``mpi_memory_alloc_kinds`` of ``MPI_COMM_WORLD``,
+and a CUDA-aware library names ``cuda`` there (MPICH 5's wheel, here, says
+``mpi,system``); the environment variable ``MXOPT_MPI_CUDA_AWARE=0`` or
+``1`` overrides the answer, and ``cuda_aware=True``/``False`` sets it.
+An MPI older than 4.1 has no such key and counts as not CUDA-aware: set it
+then.
 ``reduce='ordered'`` and the vote sum on rank 0's host, so they always stage
 through host memory; ``reduce='allreduce'`` is the one to pair with a
 CUDA-aware MPI.  (Not tested on a GPU here: the tests run on CPUs.)
@@ -216,11 +220,21 @@ def _cuda_aware_default(MPI):
         return env == "1"
     if env not in (None, ""):
         raise ValueError(f"MXOPT_MPI_CUDA_AWARE must be 0 or 1, got {env!r}")
-    query = getattr(MPI, "Query_cuda_support", None)
+    return "cuda" in _memory_kinds(MPI)
+
+
+def _memory_kinds(MPI):
+    """The memory kinds the MPI library supports (MPI 4.1's ``mpi_memory_alloc_kinds`` info key), without
+    restrictors: ``{'mpi', 'system'}`` for a host-only MPI, with ``'cuda'`` for a CUDA-aware one."""
     try:
-        return bool(query()) if query is not None else False
-    except Exception:  # an MPI without the MPIX extension
-        return False
+        info = MPI.COMM_WORLD.Get_info()
+        try:
+            kinds = info.get("mpi_memory_alloc_kinds") or ""
+        finally:
+            info.Free()
+    except Exception:  # an MPI older than 4.1 has no such key
+        kinds = ""
+    return {kind.split(":")[0].strip() for kind in kinds.split(",") if kind.strip()}
 
 
 class _Staged:

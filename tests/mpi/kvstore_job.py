@@ -72,6 +72,7 @@ for step in steps:
     trainer.step(sum(len(r) for r in step))
 result["sync_identical_on_ranks"] = same_on_every_rank(trainer.data)
 result["sync_bytes_per_step"] = store.comm_log.up[-1]
+result["memory_kinds"], result["cuda_aware"] = sorted(kvstore._memory_kinds(MPI)), store.cuda_aware
 result["D"] = int(trainer.data.size)
 sync_accuracy = model.accuracy(trainer.params, data.X_test, data.y_test)
 result["sync_test_accuracy"] = sync_accuracy
