@@ -123,6 +123,14 @@ class SGLD(Optimizer):
             keys[name] = key
         return keys[name]
 
+    def normals(self, name, t, n):
+        """The standard normal deviates ``z`` of parameter ``name``'s elements ``0 … n−1`` at update ``t``.
+
+        Update ``t`` of that parameter adds ``float(√η_t · z)``; this
+        recomputes them on the host (float64), e.g. to check or replay a run.
+        """
+        return _random.normals(self.stream_key(name), _checks.integer(1)("t", t), _checks.integer(0)("n", n))
+
     def _checked(self, index, rule, weight, grad, state):
         checked = super()._checked(index, rule, weight, grad, state)
         size = checked[3][0][1].size
