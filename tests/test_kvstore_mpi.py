@@ -89,7 +89,8 @@ def test_dist_sync_equals_one_process(job, request):
     # Every rank holds the same bits, and they are the in-process simulation's (same order of sums).
     assert r["sync_identical_on_ranks"] and r["sync_equals_simulation"]
     # One process on the whole global batch sums the examples in BLAS's order instead of shard by
-    # shard: after two epochs (170 or 84 steps) the weights differ in the last float32 bits only.
+    # shard: after two epochs (86 steps on 2 ranks, 42 on 4) the weights differ in the last float32
+    # bits (measured: at most 3.6e-7 on 2 ranks, 9.5e-7 on 4, for weights of order 0.1-1).
     assert r["sync_vs_whole_batch_max_abs"] < 1e-5
     assert abs(r["sync_test_accuracy"] - r["whole_batch_test_accuracy"]) <= 1 / 450
     assert r["sync_test_accuracy"] > 0.9
@@ -127,16 +128,17 @@ def test_signum_vote_is_numpy_majority_vote_in_one_32nd_of_the_bytes(job4):
 # -- the parameter server --------------------------------------------------------------------------------
 @needs_mpi
 def test_dist_async_dcasgd_trains_like_sync_sgd(job4):
-    # Three workers push 2 epochs of batches of 16: every batch is one update, applied when it arrives.
+    # Three workers push 2 epochs of batches of 16 (2 x 3 x 29 = 174): each is one update, applied on arrival.
     assert job4["async_dcasgd_updates"] == job4["async_sgd_updates"] >= 2 * (1347 // 16)
     assert job4["async_dcasgd_staleness_max"] >= 1 and job4["async_dcasgd_staleness_mean"] > 0.5
     assert job4["async_dcasgd_identical_on_ranks"]           # close() hands every worker the final weights
     # The server used each worker's pulled weights as DCASGD's w_prev: replaying the updates it saw in one
     # process, with mxopt.workers' hook for that, gives its weights bit for bit.
     assert job4["async_dcasgd_equals_replay"] and job4["async_sgd_equals_replay"]
+    # Measured: 0.935-0.94 for both, against 0.951 for dist_sync (SGD with momentum, 42 global steps).
     for name in ("dcasgd", "sgd"):
-        assert job4[f"async_{name}_test_accuracy"] > 0.85
-        assert job4[f"async_{name}_test_accuracy"] >= job4["sync_test_accuracy"] - 0.06
+        assert job4[f"async_{name}_test_accuracy"] > 0.9
+        assert job4[f"async_{name}_test_accuracy"] >= job4["sync_test_accuracy"] - 0.05
 
 
 # -- failures --------------------------------------------------------------------------------------------

@@ -177,7 +177,7 @@ if "vote" in parts:
     result["vote_identical_on_ranks"] = same_on_every_rank(tr.data)
 
 # -- dist_async: a parameter server with DCASGD, and with plain SGD -------------------------------------------
-for name, params in (("dcasgd", {"learning_rate": 0.05, "lamda": 0.5}), ("sgd", {"learning_rate": 0.05})):
+for name, params in (("dcasgd", {"learning_rate": 0.1, "lamda": 0.5}), ("sgd", {"learning_rate": 0.1})):
     if "async" not in parts:
         break
     astore = kvstore.create("dist_async")
