@@ -552,9 +552,6 @@ class KVStore:
             self.comm.Barrier()
 
     # -- checkpoints ---------------------------------------------------------------------------------
-    def _holder(self):
-        return 0  # rank 0 holds the states: identical everywhere (dist_sync), the server's (dist_async)
-
     def save_optimizer_states(self, fname, dump_optimizer=False):
         """Write ``trainer.save_states(dump_optimizer)`` to ``fname`` from rank 0 (collective: every rank calls it).
 
@@ -563,7 +560,7 @@ class KVStore:
         """
         trainer = self._require_trainer()
         error = None
-        if self.mpi_rank == self._holder():
+        if self.mpi_rank == 0:  # identical states everywhere (dist_sync), the server's (dist_async)
             try:
                 data = trainer.save_states(dump_optimizer=dump_optimizer)
                 tmp = f"{fname}.tmp{os.getpid()}"
@@ -576,7 +573,7 @@ class KVStore:
         if error is not None:
             raise error
         if failed:
-            raise RuntimeError(f"rank {self._holder()} could not write {fname!r} (see its error)")
+            raise RuntimeError(f"rank 0 could not write {fname!r} (see its error)")
 
     def load_optimizer_states(self, fname):
         """Read ``fname`` on rank 0, broadcast its bytes, and load them into every rank's Trainer.

@@ -16,7 +16,6 @@ scikit-learn). PARTs, in this order:
 * async: dist_async, DCASGD and plain SGD on a parameter server: test accuracy and staleness.
 """
 import json
-import math
 import os
 import sys
 
