@@ -26,8 +26,9 @@ The kinds (``store.type``):
     applies the same update with :math:`g / B`: the mean gradient over every
     example of every rank, the step one process would take on the union of
     the batches.  The Trainer's parameters live in one flat buffer, so the
-    sum is one collective over that buffer whatever the number of
-    parameters (or one per bucket of ``bucket_size`` elements).
+    sum is one exchange over that buffer whatever the number of parameters
+    (a gather and a broadcast, or one allreduce; or one per bucket of
+    ``bucket_size`` elements).
 
     ``reduce='ordered'`` (the default) fixes the order of the sum: the
     ranks' buffers are gathered on rank 0, added in rank order,
@@ -38,7 +39,8 @@ The kinds (``store.type``):
     which sums in the same order).  Against one process computing the
     gradient of the whole global batch at once the weights differ by the
     rounding of the float32 sums (a BLAS product sums the examples in its
-    own order): ``tests/test_kvstore_mpi.py`` measures the difference.
+    own order): at most 3.6e-7 on 2 ranks and 9.5e-7 on 4 after two epochs
+    of an MLP on the digits (``tests/test_kvstore_mpi.py``).
     ``reduce='allreduce'`` hands the buffer to ``MPI_Allreduce`` (ring or
     tree, chosen by the MPI library): less traffic through rank 0 on many
     ranks, but the order of the sum, hence the last bits, may depend on the
