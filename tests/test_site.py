@@ -218,6 +218,73 @@ def test_notebook_pages_are_freshly_executed(site):
         assert download.read_bytes() == stored_bytes, f"{src}: the download is not the stored notebook"
 
 
+@pytest.mark.browser
+def test_plot_only_cells_show_their_output_only(site):
+    """On every chapter page, the cells tagged hide-input have their outputs
+    and no code; the downloadable notebook (the stored one) keeps the code."""
+    from bs4 import BeautifulSoup
+
+    import mkdocs_hooks
+
+    tagged_total = 0
+    for src in NOTEBOOKS:
+        stored = json.loads((ROOT / src).read_text())
+        tagged = [c for c in stored["cells"] if c["cell_type"] == "code"
+                  and mkdocs_hooks.HIDE_INPUT in c.get("metadata", {}).get("tags", [])]
+        tagged_total += len(tagged)
+        soup = BeautifulSoup((site / _page_dir(src) / "index.html").read_text(encoding="utf-8"), "html.parser")
+        cells = soup.select(f"div.jp-CodeCell.celltag_{mkdocs_hooks.HIDE_INPUT}[id]")
+        assert len(cells) == len(tagged), f"{src}: {len(cells)} plot-only cells on the page, {len(tagged)} tagged"
+        code = "\n".join(t.get_text() for t in soup.select(".jp-InputArea-editor"))
+        for cell, page_cell in zip(tagged, cells):
+            source = "".join(cell["source"]).strip()
+            assert page_cell.select(".jp-OutputArea-output"), f"{src}: a plot-only cell without its output"
+            assert not page_cell.select(".jp-InputArea"), f"{src}: a plot-only cell shows its code"
+            assert source.splitlines()[0] not in code, f"{src}: the code of a plot-only cell is on the page"
+        download = (site / _page_dir(src) / Path(src).name).read_text()
+        assert all("".join(c["source"]) in download for c in tagged)
+    assert tagged_total > 0, "no chapter has a plot-only cell: is the tag still hide-input?"
+
+
+@pytest.mark.browser
+def test_chapters_and_api_reference_link_both_ways(site):
+    """Each chapter links, under its title, to its sections of the API
+    reference; each of those sections links back to the chapter."""
+    from bs4 import BeautifulSoup
+
+    import mkdocs_hooks
+
+    documented = _api_directives()
+    soups = {}
+
+    def soup(rel: str):
+        if rel not in soups:
+            soups[rel] = BeautifulSoup((site / rel).read_text(encoding="utf-8"), "html.parser")
+        return soups[rel]
+
+    checked = 0
+    for src in NOTEBOOKS:
+        stem = Path(src).stem
+        page = _page_dir(src) + "index.html"
+        api_line = soup(page).select_one(".mxopt-api-line")
+        wanted = mkdocs_hooks.CHAPTER_API.get(stem, [])
+        assert api_line is not None or not wanted, f"{src}: no line linking to its API reference"
+        for identifier in wanted:
+            api_page = "api/" + documented[identifier].removesuffix(".md") + "/index.html"
+            href = next((a["href"] for a in api_line.select("a") if a["href"].endswith("#" + identifier)), None)
+            assert href is not None, f"{src}: no link to the API section {identifier}"
+            assert os.path.normpath(site / _page_dir(src) / href.partition("#")[0] / "index.html") == str(site / api_page)
+            heading = soup(api_page).find(id=identifier)
+            assert heading is not None, f"{api_page}: no section {identifier}"
+            back = heading.find_next_sibling("p", class_="mxopt-chapter-line")
+            assert back is not None, f"{api_page}: the section {identifier} names no chapter"
+            targets = {os.path.normpath(site / "api" / documented[identifier].removesuffix(".md") / a["href"])
+                       for a in back.select("a")}
+            assert str(site / _page_dir(src)).rstrip("/") in targets, f"{api_page}#{identifier} does not link to {src}"
+            checked += 1
+    assert checked >= len(NOTEBOOKS)
+
+
 def _resource_urls(soup) -> list[tuple[str, str]]:
     """(where, url) of everything an HTML page makes the browser load."""
     found = []
@@ -479,6 +546,171 @@ def test_notebook_links_point_at_the_site(tmp_path, caplog):
 
 
 # --------------------------------------------------------------------------- #
+# Plot-only cells, and the API reference with its links to the chapters
+
+
+def _jupyter_settings() -> dict:
+    """mkdocs-jupyter's settings in mkdocs.yml."""
+    plugins = yaml.safe_load((ROOT / "mkdocs.yml").read_text())["plugins"]
+    return next(p["mkdocs-jupyter"] for p in plugins if isinstance(p, dict) and "mkdocs-jupyter" in p)
+
+
+def test_plot_only_cells_render_without_their_code(tmp_path):
+    """A code cell tagged hide-input shows its output and not its code, with
+    the settings of mkdocs.yml, as the hook has mkdocs-jupyter convert it."""
+    pytest.importorskip("mkdocs_jupyter", reason="the docs extra is not installed")
+    import nbformat
+    from mkdocs_jupyter import convert
+
+    import mkdocs_hooks
+
+    nb = nbformat.v4.new_notebook()
+    shown = nbformat.v4.new_code_cell("x = 'SHOWN CODE'", execution_count=1,
+                                      outputs=[nbformat.v4.new_output("stream", text="first output\n")])
+    hidden = nbformat.v4.new_code_cell("draw('HIDDEN CODE')", execution_count=2,
+                                       outputs=[nbformat.v4.new_output("stream", text="second output\n")])
+    hidden.metadata["tags"] = ["some-other-tag", mkdocs_hooks.HIDE_INPUT]
+    nb.cells = [nbformat.v4.new_markdown_cell("# A chapter"), shown, hidden]
+    path = tmp_path / "chapter.ipynb"
+    nbformat.write(nb, path)
+    settings = _jupyter_settings()
+    assert settings["remove_tag_config"] == {"remove_input_tags": [mkdocs_hooks.HIDE_INPUT]}
+    html = convert.nb2html(str(path), theme=settings["theme"], remove_tag_config=settings["remove_tag_config"])
+    assert "SHOWN CODE" in html and "first output" in html
+    assert "HIDDEN CODE" not in html, "the plot-only cell's code is on the page"
+    assert "second output" in html, "the plot-only cell's output is missing"
+
+
+def test_the_hook_insists_on_the_hide_input_setting():
+    pytest.importorskip("mkdocs_jupyter", reason="the docs extra is not installed")
+    from types import SimpleNamespace
+
+    from mkdocs.exceptions import PluginError
+
+    import mkdocs_hooks
+
+    def config(**settings):
+        jupyter = SimpleNamespace(config={"execute": False, "cache": False, **settings})
+        return SimpleNamespace(plugins={"mkdocs-jupyter": jupyter})
+
+    ok = {"remove_tag_config": {"remove_input_tags": ["hide-input"]}}
+    assert mkdocs_hooks.on_config(config(**ok)) is not None
+    for wrong in ({}, {"remove_tag_config": {"remove_input_tags": ["other", "hide-input"]}},
+                  {"remove_tag_config": {"remove_input_tags": "hide-input"}}):
+        with pytest.raises(PluginError, match="hide-input"):
+            mkdocs_hooks.on_config(config(**wrong))
+
+
+def _api_directives() -> dict[str, str]:
+    """identifier -> API page (docs/api/*.md) of every `::: identifier`."""
+    import mkdocs_hooks
+
+    found = {}
+    for page in sorted((ROOT / "docs" / "api").glob("*.md")):
+        for identifier, _, _ in mkdocs_hooks.api_directives(page.read_text(encoding="utf-8")):
+            assert identifier not in found, f"{identifier} has two sections: {found[identifier]} and {page.name}"
+            found[identifier] = page.name
+    return found
+
+
+def test_every_module_has_a_section_in_the_api_reference():
+    """Each public module of the package is documented on a page of docs/api/
+    (a new module needs its `::: mxopt.x` line there, in the page of its group)."""
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed")
+    documented = _api_directives()
+    not_api = {"mxopt", "mxopt.optimizers", "mxopt.demo"}  # the package's front doors and a script
+    missing = []
+    for path in sorted((ROOT / "mxopt").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        name = ".".join(parts)
+        if any(p.startswith("_") for p in parts) or name in not_api:
+            continue
+        if name not in documented:
+            missing.append(name)
+    assert not missing, (
+        f"modules without a section in the API reference: {missing}; add `::: <module>` "
+        "(with a heading and toc_label) to the page of docs/api/ where it belongs"
+    )
+
+
+def test_chapters_and_api_sections_are_mapped():
+    """Every chapter names its sections of the API reference (the hook's
+    CHAPTER_API), and every section it names is one of docs/api/."""
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed")
+    import mkdocs_hooks
+
+    documented = _api_directives()
+    chapters = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
+    unmapped = [c for c in chapters if c not in mkdocs_hooks.CHAPTER_API]
+    assert not unmapped, f"chapters missing from CHAPTER_API in tools/mkdocs_hooks.py: {unmapped}"
+    for chapter, identifiers in mkdocs_hooks.CHAPTER_API.items():
+        for identifier in identifiers:
+            assert identifier in documented, f"{chapter}: {identifier} is no section of docs/api/*.md"
+
+
+def test_sections_of_modules_not_yet_written_are_left_out(tmp_path, caplog):
+    pytest.importorskip("mkdocs", reason="the docs extra is not installed")
+    from types import SimpleNamespace
+
+    import mkdocs_hooks
+
+    pkg = tmp_path / "mxopt"
+    (pkg / "optimizers").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("from ._engine import UpdateRule\n")
+    (pkg / "optimizers" / "__init__.py").write_text("")
+    (pkg / "optimizers" / "sgd.py").write_text("")
+    assert mkdocs_hooks._source_exists("mxopt.optimizers.sgd", tmp_path)
+    assert mkdocs_hooks._source_exists("mxopt.optimizers", tmp_path)
+    assert mkdocs_hooks._source_exists("mxopt.UpdateRule", tmp_path)
+    assert not mkdocs_hooks._source_exists("mxopt.optimizers.ftrl", tmp_path)
+    assert not mkdocs_hooks._source_exists("mxopt.kvstore", tmp_path)
+
+    markdown = (
+        "# Optimizers\n\n::: mxopt.optimizers.sgd\n    options:\n      heading: SGD\n\n"
+        "::: mxopt.optimizers.not_written_yet\n    options:\n      heading: Later\n      toc_label: Later\n\n"
+        "::: mxopt.optimizers.nag\n"
+    )
+    assert [d[:2] for d in mkdocs_hooks.api_directives(markdown)] == [
+        ("mxopt.optimizers.sgd", "SGD"), ("mxopt.optimizers.not_written_yet", "Later"),
+        ("mxopt.optimizers.nag", "mxopt.optimizers.nag")]
+    page = SimpleNamespace(file=SimpleNamespace(src_uri="api/optimizers.md"))
+    with caplog.at_level("INFO", logger="mkdocs.hooks.mxopt"):
+        out = mkdocs_hooks.on_page_markdown(markdown, page, None, None)
+    assert out == "# Optimizers\n\n::: mxopt.optimizers.sgd\n    options:\n      heading: SGD\n\n::: mxopt.optimizers.nag\n"
+    assert "not_written_yet is not in the package (yet)" in caplog.text
+
+
+def test_docstrings_become_markdown():
+    """tools/griffe_docstrings.py: Sphinx roles, reST literal blocks and links,
+    and doctests, as the API reference renders them."""
+    griffe = pytest.importorskip("griffe", reason="the docs extra is not installed")
+    import griffe_docstrings
+
+    pkg = griffe.load("mxopt", search_paths=[str(ROOT)], resolve_aliases=False)
+    trainer = pkg["trainer.Trainer"]
+    text = (
+        "Uses :class:`mxopt.Optimizer` and :meth:`step`, see :func:`~mxopt.models.fit`\n"
+        "and :mod:`mxopt._engine` or :class:`NoSuchThing`. It computes::\n\n"
+        "    w <- w - lr * g\n\n"
+        "From `safetensors <https://github.com/huggingface/safetensors>`_.\n\n"
+        "Example:\n  >>> d = {'a': [[1, 2]]}\n  >>> d['a'][0]\n  [1, 2]\n\n"
+        "With :math:`g / B` and\n\n.. math::\n\n    f(x) = x^2\n\n.. code-block:: sh\n\n    mpiexec -n 4 python x.py\n\nEnd."
+    )
+    out = griffe_docstrings.rewrite(trainer, text)
+    assert '<autoref identifier="mxopt.optimizer.Optimizer" optional><code>mxopt.Optimizer</code></autoref>' in out
+    assert '<autoref identifier="mxopt.trainer.Trainer.step" optional><code>step()</code></autoref>' in out
+    assert '<autoref identifier="mxopt.models.fit" optional><code>fit()</code></autoref>' in out
+    assert '<autoref identifier="mxopt._engine" optional><code>mxopt._engine</code></autoref>' in out
+    assert "<code>NoSuchThing</code>" in out and 'identifier="NoSuchThing"' not in out
+    assert "It computes:\n\n    w <- w - lr * g" in out
+    assert "[safetensors](https://github.com/huggingface/safetensors)" in out
+    assert "Example:\n\n  ```pycon\n  >>> d = {'a': [[1, 2]]}\n  >>> d['a'][0]\n  [1, 2]\n  ```" in out
+    assert "With \\(g / B\\) and\n\n$$\nf(x) = x^2\n$$\n" in out
+    assert "```sh\nmpiexec -n 4 python x.py\n```\n\nEnd." in out
+
+
+# --------------------------------------------------------------------------- #
 # In the browser
 
 
@@ -564,6 +796,48 @@ _PAGE_STATE = """
   };
 }
 """
+# The page's layout at the test's width (1280 pixels, a laptop's): the page
+# itself never scrolls sideways; on notebook pages, which code cells scroll
+# inside their box, and how wide the figures are against their cell.
+_LAYOUT = """
+() => {
+  const root = document.documentElement;
+  const cells = Array.from(document.querySelectorAll(".jupyter-wrapper .jp-InputArea-editor .highlight-ipynb"))
+    .map(box => {
+      const lines = (box.querySelector("pre") || box).textContent.replace(/\\n$/, "").split("\\n");
+      return {longest: Math.max(...lines.map(l => l.length)), scrolls: box.scrollWidth > box.clientWidth + 1,
+              first: lines[0].slice(0, 60)};
+    });
+  const figures = Array.from(document.querySelectorAll(".jupyter-wrapper .jp-RenderedImage img")).map(img => ({
+    width: img.getBoundingClientRect().width,
+    cell: img.closest(".jp-Cell").getBoundingClientRect().width,
+    src: img.currentSrc.slice(0, 40)}));
+  return {pageWidth: root.scrollWidth, viewWidth: root.clientWidth, cells: cells, figures: figures,
+          content: (document.querySelector(".md-content") || root).getBoundingClientRect().width};
+}
+"""
+# Code lines up to this many characters fit a notebook page's column at the
+# test's width (docs/stylesheets/extra.css sizes the code for it); a cell with
+# longer lines may scroll inside its own box.
+TYPICAL_LINE = 120
+
+
+def _layout_problems(layout: dict, url: str) -> list[str]:
+    problems = []
+    if layout["pageWidth"] > layout["viewWidth"]:
+        problems.append(f"the page scrolls sideways: {layout['pageWidth']} px wide in a {layout['viewWidth']} px window")
+    for cell in layout["cells"]:
+        if cell["scrolls"] and cell["longest"] <= TYPICAL_LINE:
+            problems.append(f"a code cell with lines of at most {cell['longest']} characters scrolls sideways: "
+                            f"{cell['first']!r}")
+    for figure in layout["figures"]:
+        if figure["width"] < 0.9 * figure["cell"]:
+            problems.append(f"a figure {figure['width']:.0f} px wide in a cell of {figure['cell']:.0f} px: {figure['src']!r}")
+    if url.startswith("notebooks/") and layout["content"] < 900:
+        problems.append(f"the notebook's column is {layout['content']:.0f} px wide at 1280 px (its TOC should be in the navigation)")
+    return problems
+
+
 # Text that is not prose: code, program output, typeset math, hidden helpers.
 _NOT_PROSE = (
     "pre, code, script, style, textarea, noscript, template, mjx-container, "
@@ -673,6 +947,7 @@ def test_every_page_in_chromium(site, server, browser):
                     problems.append(f"image did not load: {image['src']!r}")
             if url.startswith("notebooks/") and not state["images"]:
                 problems.append("a notebook page without a single figure: were its plots rendered?")
+            problems += _layout_problems(page.evaluate(_LAYOUT), url)
             # every link on the page as the reader gets it, navigation included
             problems += links.problems(page.evaluate("() => Array.from(document.links, a => a.href)"))
             if shots:

@@ -14,6 +14,8 @@ once Griffe has read the package, every docstring is rewritten:
 * a paragraph that ends in ``::`` (a reST literal block follows) ends in
   ``:``; the indented block after it is a code block in Markdown too;
 * a reST link, ```text <url>`_``, becomes a Markdown link;
+* ``:math:`x``` becomes inline math, ``.. math::`` a displayed formula and
+  ``.. code-block:: sh`` a fenced code block;
 * a doctest becomes a fenced ``pycon`` code block (in Markdown, ``>>>``
   starts a quotation and ``x[0][1]`` is a link).
 
@@ -93,9 +95,47 @@ def _fence_doctests(text: str) -> str:
     return "\n".join(out)
 
 
+_DIRECTIVE = re.compile(r"^([ \t]*)\.\. (math|code-block|code|sourcecode)::[ \t]*(.*)$")
+_MATH_ROLE = re.compile(r":math:`([^`]+)`")
+
+
+def _directives(text: str) -> str:
+    """reST's ``.. math::`` as a displayed formula and ``.. code-block:: lang``
+    as a fenced block: the directive's indented body, up to the first line
+    that is indented no deeper than the directive."""
+    lines, out, i = text.split("\n"), [], 0
+    while i < len(lines):
+        match = _DIRECTIVE.match(lines[i])
+        if not match:
+            out.append(lines[i])
+            i += 1
+            continue
+        indent, kind, argument = match.groups()
+        i += 1
+        body = [argument] if kind == "math" and argument.strip() else []
+        while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) > len(indent)):
+            body.append(lines[i])
+            i += 1
+        while body and not body[-1].strip():
+            body.pop()
+        while body and not body[0].strip():
+            body.pop(0)
+        depth = min((len(b) - len(b.lstrip()) for b in body if b.strip() and b is not argument), default=0)
+        body = [b if b is argument else b[depth:] for b in body]
+        if out and out[-1].strip():
+            out.append("")
+        if kind == "math":
+            out += [f"{indent}$$", *(indent + b for b in body), f"{indent}$$", ""]
+        else:
+            out += [f"{indent}```{argument.strip()}", *(indent + b for b in body), f"{indent}```", ""]
+    return "\n".join(out)
+
+
 def rewrite(obj: griffe.Object, text: str) -> str:
     """The Markdown that MkDocs should render for the docstring `text` of `obj`."""
     text = _fence_doctests(text)
+    text = _directives(text)
+    text = _MATH_ROLE.sub(lambda m: "\\(" + m.group(1) + "\\)", text)
     text = _ROLE.sub(lambda m: _role(obj, m), text)
     text = _BARE_LITERAL.sub("", text)
     text = _LITERAL.sub(r"\1:", text)
