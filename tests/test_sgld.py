@@ -244,3 +244,40 @@ def test_cuda_trainer_buffer_and_multi_precision():
             tr.grads[n][...] = np.full(params[n].shape, 0.25, np.float16)
         tr.step()
     np.testing.assert_array_equal(gpu.data.copy_to_host(), cpu.data)
+
+
+def test_cuda_kernel_compiles_and_adds_the_noise_unfused(monkeypatch):
+    """The real CUDA kernel (not the simulator's Python) type-checks for sm_90, plain and multi-precision.
+
+    The deviate (mxopt._random.normal) compiles to float64 operations that are all correctly
+    rounded as on the CPU: ``mul.rn`` (CUDA never fuses it), ``add``, ``div.rn``, ``sqrt.rn``, no
+    ``fma``; the only plain ``mul.f64`` are three scalings by powers of two (exact: m/2, a·2⁻²⁶,
+    s·2⁻⁵²), which a fusion could not change. The noise path is then ``mul.rn.f64`` (√η·z),
+    ``cvt.rn.f32.f64`` (rounded once) and ``add.f32``: the noise added is the CPU's. The float32
+    deterministic part may be contracted into an ``fma.rn.f32`` there, as in every rule, and then
+    differs from the CPU by an ulp at most.
+    """
+    from numba import config, types
+
+    if config.ENABLE_CUDASIM:
+        pytest.skip("the simulator compiles nothing")
+    import numba.cuda.dispatcher as dispatcher
+    from mxopt import _engine
+
+    monkeypatch.setattr(dispatcher, "get_current_device",
+                        lambda: type("Device", (), {"compute_capability": (9, 0)})())
+    f32, arr = types.float32, types.float32[::1]
+    rest = (types.int64, types.int64, types.uint64, types.uint64, f32, types.float64, f32, f32, f32)
+    for multi_precision in (False, True):
+        namespace = {"rule": _engine._compile(sgld, "cuda"), "cuda": cuda, "np": np}
+        exec(SGLD_RULE.source("cuda", multi_precision), namespace)  # noqa: S102 - the engine's own template
+        sig = ((types.float16[::1],) if multi_precision else ()) + (arr, arr) + rest
+        try:
+            ptx, _ = cuda.compile_ptx(namespace["kernel"], sig, cc=(9, 0))
+        except Exception as e:  # no NVVM in this environment
+            pytest.skip(f"cannot compile PTX here: {type(e).__name__}")
+        ops = [line.split()[0] for line in ptx.splitlines() if line.strip()]
+        f64 = [op for op in ops if op.endswith(".f64") and not op.startswith(("ld", "st", "mov", "cvt", "setp", "selp"))]
+        assert set(f64) == {"mul.rn.f64", "add.f64", "div.rn.f64", "sqrt.rn.f64", "mul.f64"}, set(f64)
+        assert f64.count("mul.f64") == 3
+        assert ops.count("cvt.rn.f32.f64") == 1 and "add.f32" in ops
