@@ -121,6 +121,19 @@ def test_same_arguments_same_noise_other_seed_or_parameter_other_noise():
     named = run(index=0, seed=3, param_idx2name={0: "fc_weight"})
     np.testing.assert_array_equal(named, run(index="fc_weight", seed=3))
     assert not np.any(named == run(index=0, seed=3))
+    # reassigning the seed switches the stream
+    opt, w = SGLD(learning_rate=0.1, seed=3), w0.copy()
+    opt.update(0, w, g, None)
+    opt.seed = 4
+    for _ in range(2):
+        opt.update(0, w, g, None)
+    other, w4 = SGLD(learning_rate=0.1, seed=3), w0.copy()
+    other.update(0, w4, g, None)
+    other.seed = 4
+    for _ in range(2):
+        other.update(0, w4, g, None)
+    np.testing.assert_array_equal(w, w4)
+    assert opt.stream_key("0") == _random.stream_key(4, "0")
 
 
 def test_trainer_buffer_gives_per_parameter_updates():

@@ -113,15 +113,15 @@ class SGLD(Optimizer):
 
     def stream_key(self, name):
         """The 64-bit generator key of parameter ``name`` (seed and name mixed; distinct names, distinct keys)."""
-        keys = self.__dict__.setdefault("_stream_keys", {})
-        if name not in keys:
+        keys = self.__dict__.setdefault("_stream_keys", {})  # {(seed, name): key}; the seed may be reassigned
+        if (self.seed, name) not in keys:
             key = _random.stream_key(self.seed, name)
-            for other, k in keys.items():
-                if k == key and other != name:
+            for (seed, other), k in keys.items():
+                if k == key and seed == self.seed and other != name:
                     raise ValueError(f"parameters {other!r} and {name!r} have the same noise key under seed "
                                      f"{self.seed}: rename one, or choose another seed")
-            keys[name] = key
-        return keys[name]
+            keys[self.seed, name] = key
+        return keys[self.seed, name]
 
     def normals(self, name, t, n):
         """The standard normal deviates ``z`` of parameter ``name``'s elements ``0 … n−1`` at update ``t``.
