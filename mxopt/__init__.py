@@ -25,6 +25,7 @@ from .optimizers import Ftrl
 from .optimizers import FTML
 from .optimizers import SGLD
 from .trainer import Trainer
+from .gradient_noise import GradientNoise  # annealed gradient noise (Neelakantan et al. 2015)
 from . import kvstore  # data-parallel training over MPI (MXNet's KVStore names)
 
 __version__ = "0.1.0"
