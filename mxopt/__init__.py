@@ -15,7 +15,7 @@ from .optimizer import Optimizer, create, opt_registry, register
 from .state import State
 from .updater import Updater, get_updater
 from . import optimizers
-from . import datasets, models, momentum_scheduler
+from . import datasets, lineage, models, momentum_scheduler
 from .optimization_state import OptimizationState, normgrad
 from .optimizers import (NAG, SGD, AdaDelta, AdaGrad, Adam, Adamax, AdamW, AMSGrad, Nadam,
                          RMSProp)
