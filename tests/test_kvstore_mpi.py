@@ -6,7 +6,6 @@ measured as JSON and the tests here assert on it. Without mpi4py or the venv's m
 
 Two ranks per core is oversubscription on a 2-core machine; MPICH needs no flag for it.
 """
-import doctest
 import json
 import os
 import shutil
@@ -203,8 +202,3 @@ def test_bad_store_arguments():
     mxopt.Trainer({"w": np.ones(2, np.float32)}, "sgd", kvstore=store)
     with pytest.raises(ValueError, match="already synchronises a Trainer"):
         mxopt.Trainer({"w": np.ones(2, np.float32)}, "sgd", kvstore=store)
-
-
-def test_docstring_examples():
-    failures, tried = doctest.testmod(kvstore, optionflags=doctest.ELLIPSIS)
-    assert tried >= 5 and failures == 0
