@@ -212,6 +212,52 @@ def _is_rule_function(obj):
             and (obj.__module__ or "").startswith(_SCALAR_MODULES))
 
 
+#: ``(rule function, argument types)`` whose results :func:`_check_returns` accepted.
+_RETURNS_CHECKED = set()
+
+
+def _check_returns(rule, dtypes, args):
+    """Refuse ``rule`` if its results are not what the kernel stores: ``w`` and the state, in their dtypes.
+
+    Numba types an untyped literal (``1 - beta1``, ``0.5 * x``) and a float64
+    scalar as float64, so one such term turns a float32 rule into float64
+    arithmetic whose result the kernel's store would round without a word
+    (not MXNet's float32 numbers, and slower). ``dtypes`` are the dtypes of
+    the rule's arrays (w, g, state...) and ``args`` one call's kernel
+    arguments after the arrays. The types are inferred on the CPU (nothing is
+    compiled to machine code), once per rule and argument types.
+    """
+    from numba.core import compiler, typed_passes, types
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+
+    call = (np.uint64(0), *args[2:]) if rule.counter_names else tuple(args)
+    sig = tuple(numba.from_dtype(np.dtype(d)) for d in dtypes) + tuple(numba.typeof(a) for a in call)
+    if (rule.fn, sig) in _RETURNS_CHECKED:
+        return
+    with global_compiler_lock:
+        cpu_target.typing_context.refresh()
+        ret = typed_passes.type_inference_stage(
+            cpu_target.typing_context, cpu_target.target_context,
+            compiler.run_frontend(_compile(rule.fn, _arrays.CPU).py_func), sig, None).return_type
+    written = (rule.arrays[0], *rule.state_names)
+    want = (sig[0], *sig[2:len(rule.arrays)])
+    is_tuple = isinstance(ret, types.BaseTuple)
+    got = tuple(ret) if is_tuple else (ret,)
+    if len(got) != len(want) or (is_tuple and not rule.state_names):
+        raise TypeError(f"rule {rule.fn.__name__} returns {ret}, but the kernel stores {len(want)} "
+                        f"value{'s' if len(want) > 1 else ''} ({', '.join(written)}): return {written[0]} first, "
+                        "then the new state values in the order of the rule's arguments")
+    if got != want:
+        raise TypeError(f"rule {rule.fn.__name__} returns ({', '.join(map(str, got))}) for "
+                        f"({', '.join(written)}) of dtypes ({', '.join(map(str, want))}): an untyped literal "
+                        "(1 - beta1, 0.5 * x) or a float64 scalar makes Numba compute in float64, and the store "
+                        "would round it. Write ONE - beta1 (mxopt._scalar.ONE), cast a constant with the "
+                        f"weight's type, type({written[0]})(0.5), or pass it as a step scalar (cast to the "
+                        "weight's dtype)")
+    _RETURNS_CHECKED.add((rule.fn, sig))
+
+
 @functools.lru_cache(maxsize=None)
 def _multiprocessors(device_id):
     from numba import cuda
@@ -276,6 +322,8 @@ def launch(rule, weight, grad, state, args, master=None):
         else:
             # Numba has no float16 arithmetic on the CPU: convert around the kernel.
             arrays = [a.reshape(-1) for a in (master, grad.astype(np.float32), *state)]
+        if calls:
+            _check_returns(rule, [a.dtype for a in arrays], calls[0][1])
         for size, call_args in calls:
             rule.kernel(target, parallel=size >= CPU_PARALLEL_THRESHOLD)(*arrays, *call_args)
         if master is not None:
@@ -286,6 +334,9 @@ def launch(rule, weight, grad, state, args, master=None):
     if n == 0:
         return
     calls = _calls(rule, args, n)
+    if calls:  # the rule reads the float32 master copy and a float32 gradient (multi-precision)
+        _check_returns(rule, [a.dtype for a in flats] if master is None else
+                       [np.float32, np.float32, *(a.dtype for a in flats[2:])], calls[0][1])
     stream = _arrays.stream_of(weight)
     if master is not None:
         kernel, arrays = rule.kernel(target, multi_precision=True), (flats[0], _arrays.flat(master), *flats[1:])
