@@ -34,14 +34,15 @@ single huge parameter still spreads over every core or multiprocessor.
 
 Summation order. On the CPU a segment of at most :data:`CHUNK` elements is
 summed sequentially, in element order, in the compute dtype: exactly the loop
-of MXNet 1.9.1's ``multi_sum_sq`` (LARS), and with ``compensated=True`` the
-Kahan loop of its ``sum`` reducer (``mean``, used by GroupAdaGrad). A longer
-segment's chunks are each summed (Kahan's way if compensated, else) in :data:`LANES` interleaved partial sums
-(:func:`lanes`: vector registers; a sequential chain of additions would
-take longer than the memory traffic), and its chunk sums added in chunk
-order. The order does not depend on the number of threads nor on the
-machine. On CUDA a block sums a chunk as a tree, so the last bit may differ
-from the CPU.
+of MXNet 1.9.1's ``multi_sum_sq`` (LARS); with ``compensated=True`` the
+Kahan loop of its ``sum`` reducer (``mean``, used by GroupAdaGrad); with
+``pairwise=True`` NumPy's pairwise order (:func:`pairwise`). A longer
+segment's chunks are each summed in :data:`LANES` interleaved partial sums
+(:func:`lanes`, in vector registers: a sequential chain of additions takes
+longer than the memory traffic), or Kahan's way if compensated, and its chunk
+sums are added in chunk order. The order depends neither on the number of
+threads nor on the machine. On CUDA a block sums a chunk as a tree, so the
+last bit may differ from the CPU.
 
 Traffic. The reduce pass reads ``w``, ``g`` and the state and writes only
 what the rule carries; the update pass reads what it needs and writes the
@@ -67,12 +68,16 @@ from ._engine import _compile
 #: Elements per chunk: the unit of parallel work and of MXNet-exact sequential summation.
 CHUNK = 4096
 
+#: Chunks a CPU thread takes at a time in the reduce pass (one-chunk segments: chains side by side).
+_GROUP = 4
+
 #: CUDA threads per block of the reduce pass (a power of two, for the tree).
 _CUDA_THREADS = 256
 
 _RESERVED = {"c", "i", "s", "k", "start", "stop", "zero", "kernel", "prange", "cuda", "np", "w16", "count",
              "summands", "segment", "update", "chunk_start", "chunk_stop", "chunk_seg", "seg_first",
-             "seg_count", "tid", "buf", "step", "scratch", "get_thread_id", "lanes", "pairwise", "only", "math"}
+             "seg_count", "tid", "buf", "step", "scratch", "get_thread_id", "lanes", "pairwise", "only", "math", "group", "first",
+             "last", "alone", "n", "GROUP"}
 
 
 def _params(fn):
@@ -183,30 +188,62 @@ class LayerwiseRule:
             call = _single(f"summands({', '.join(loads(self.arrays))}{', ' + scal if scal else ''})",
                            len(self.sums) + len(self.carry))
             if cpu:
-                # Two loops per chunk: the summands into this thread's chunk-sized rows of
-                # ``scratch`` (vectorised), then their sum (module doc: the order).
-                body = ["    for c in prange(chunk_start.shape[0]):",
-                        "        start, stop = chunk_start[c], chunk_stop[c]",
-                        "        buf = scratch[get_thread_id()]"]
-                body += [f"        buf_{n} = buf[{j}]" for j, n in enumerate(self.sums)]
-                body += ["        for k in range(stop - start):", "            i = start + k",
-                         f"            {xs} = {call}"]
-                body += [f"            buf_{n}[k] = x_{n}" for n in self.sums]
-                body += [f"        acc_{n} = zero" for n in self.sums]
-                if self.compensated:
-                    body += [f"        res_{n} = zero" for n in self.sums]
-                else:  # a parameter longer than a chunk: eight interleaved sums (one vector)
-                    body += ["        if seg_first[chunk_seg[c] + 1] - seg_first[chunk_seg[c]] > 1:"]
-                    body += [f"            acc_{n} = lanes(buf_{n}[:stop - start], zero)" for n in self.sums]
+                # Per group of GROUP chunks: the summands of each chunk into this thread's chunk-sized
+                # rows of ``scratch`` (a vectorised loop), then the sums (module doc: the order). A
+                # group of one-chunk segments summed in element order runs its GROUP chains of
+                # additions side by side, so that they overlap.
+                q, sums = len(self.sums), self.sums
+                whole = "seg_first[chunk_seg[c] + 1] - seg_first[chunk_seg[c]] > 1"
+                body = ["    for group in prange((chunk_start.shape[0] + GROUP - 1) // GROUP):",
+                        "        buf = scratch[get_thread_id()]",
+                        "        first = group * GROUP",
+                        "        last = min(first + GROUP, chunk_start.shape[0])",
+                        "        alone = 0",
+                        "        for c in range(first, last):",
+                        "            start, stop = chunk_start[c], chunk_stop[c]"]
+                body += [f"            buf_{n} = buf[(c - first) * {q} + {j}]" for j, n in enumerate(sums)]
+                body += ["            for k in range(stop - start):", "                i = start + k",
+                         f"                {xs} = {call}"]
+                body += [f"                buf_{n}[k] = x_{n}" for n in sums]
+                if self.compensated:  # every chunk Kahan's way, below
+                    body += ["            alone += 1"]
+                else:  # a chunk of a longer segment: LANES interleaved sums (vectors)
+                    body += [f"            if {whole}:"]
+                    body += [f"                part_{n}[c] = lanes(buf_{n}[:stop - start], zero)" for n in sums]
+                    body += ["            else:", "                alone += 1"]
+                if not (self.compensated or self.pairwise):
+                    body += ["        if alone == GROUP:"]
+                    body += [f"            n{g} = chunk_stop[first + {g}] - chunk_start[first + {g}]"
+                             for g in range(_GROUP)]
+                    body += [f"            n = min({', '.join(f'n{g}' for g in range(_GROUP))})"]
+                    body += [f"            buf_{n}_{g} = buf[{g * q + j}]" for g in range(_GROUP)
+                             for j, n in enumerate(sums)]
+                    body += [f"            acc_{n}_{g} = zero" for g in range(_GROUP) for n in sums]
+                    body += ["            for k in range(n):"]
+                    body += [f"                acc_{n}_{g} = acc_{n}_{g} + buf_{n}_{g}[k]" for g in range(_GROUP)
+                             for n in sums]
+                    for g in range(_GROUP):
+                        body += [f"            for k in range(n, n{g}):"]
+                        body += [f"                acc_{n}_{g} = acc_{n}_{g} + buf_{n}_{g}[k]" for n in sums]
+                        body += [f"            part_{n}[first + {g}] = acc_{n}_{g}" for n in sums]
+                        pass
                     body += ["        else:"]
-                pad = "            " if not self.compensated else "        "
+                pad = "        " if self.compensated or self.pairwise else "            "
+                body += [f"{pad}for c in range(first, last):"]
+                if not self.compensated:
+                    body += [f"{pad}    if {whole}:", f"{pad}        continue"]
+                body += [f"{pad}    start, stop = chunk_start[c], chunk_stop[c]"]
+                body += [f"{pad}    buf_{n} = buf[(c - first) * {q} + {j}]" for j, n in enumerate(sums)]
                 if self.pairwise:
-                    body += [f"{pad}acc_{n} = pairwise(buf_{n}, stop - start, zero)" for n in self.sums]
+                    body += [f"{pad}    acc_{n} = pairwise(buf_{n}, stop - start, zero)" for n in sums]
                 else:
-                    body += [f"{pad}for k in range(stop - start):"]
-                    body += [f"{pad}    x_{n} = buf_{n}[k]" for n in self.sums]
-                    body += [line for n in self.sums for line in self._accumulate(n, pad + "    ")]
-                body += [f"        part_{n}[c] = acc_{n}" for n in self.sums]
+                    body += [f"{pad}    acc_{n} = zero" for n in sums]
+                    if self.compensated:
+                        body += [f"{pad}    res_{n} = zero" for n in sums]
+                    body += [f"{pad}    for k in range(stop - start):"]
+                    body += [f"{pad}        x_{n} = buf_{n}[k]" for n in sums]
+                    body += [line for n in sums for line in self._accumulate(n, pad + "        ")]
+                body += [f"{pad}    part_{n}[c] = acc_{n}" for n in sums]
             else:
                 body = ["    tid = cuda.threadIdx.x"]
                 body += [f"    buf_{n} = cuda.shared.array(THREADS, DTYPE)" for n in self.sums]
@@ -287,7 +324,8 @@ class LayerwiseRule:
         namespace = {name: _compile(fn, target) for name, fn in fns.items()}
         namespace.update(np=np, math=math, prange=numba.prange, only=only)
         if target == _arrays.CPU:
-            namespace.update(lanes=_compile(lanes, target), pairwise=pairwise, get_thread_id=numba.get_thread_id)
+            namespace.update(lanes=_compile(lanes, target), pairwise=pairwise, get_thread_id=numba.get_thread_id,
+                             GROUP=_GROUP)
             exec(self._source(part, target), namespace)  # noqa: S102 - our own template
             return numba.njit(parallel=parallel, error_model="numpy")(namespace["kernel"])
         from numba import cuda
@@ -525,7 +563,7 @@ def launch(rule, plan, weight, grad, state, segment_state, segment_inputs, args,
         parallel = plan.size >= _CPU_PARALLEL_THRESHOLD()
         rule.kernel("reduce", target, parallel=parallel)(
             *arrays, *temps, *parts, p["chunk_start"], p["chunk_stop"], p["chunk_seg"], p["seg_first"],
-            _scratch(dtype, len(rule.sums)), zero, *summand_args)
+            _scratch(dtype, _GROUP * len(rule.sums)), zero, *summand_args)
         rule.kernel("segment", target, parallel=parallel and plan.n_segments > 1024)(
             *parts, p["seg_first"], p["seg_count"], *seg_state, *seg_in, *values, zero, *segment_args)
         by_name = dict(zip((*rule.segment_state, *rule.values), (*seg_state, *values)))
@@ -624,11 +662,12 @@ _SQUARES = LayerwiseRule(_sum_squares_summand, _keep, _unchanged, 0, ("total",),
 def sum_squares(array) -> float:
     """``Σ x²`` over every element of ``array`` (NumPy or CUDA), as a Python float.
 
-    Summed in the array's dtype (float32 for float16) in :data:`CHUNK`-element
-    chunks, each in element order, and the chunk sums in order: for an array
-    of at most :data:`CHUNK` elements on the CPU this is a plain sequential
-    float32 loop, MXNet 1.9.1's ``multi_sum_sq``. (MXNet's LBSGD instead sums
-    ``(v*v).asnumpy()`` with NumPy's pairwise sum: equal up to rounding.)
+    Summed in the array's dtype (float32 for float16), in the engine's order
+    (module doc): for an array of at most :data:`CHUNK` elements on the CPU a
+    plain sequential loop, MXNet 1.9.1's ``multi_sum_sq``; a longer one in
+    :data:`CHUNK`-element chunks, each in :func:`lanes`, the chunk sums in
+    order. (MXNet's LBSGD instead sums ``(v*v).asnumpy()`` with NumPy's
+    pairwise sum: equal up to rounding.)
 
     Example:
       >>> import numpy as np
@@ -650,7 +689,7 @@ def sum_squares(array) -> float:
         part = np.empty(plan.n_chunks, dtype)
         _SQUARES.kernel("reduce", _arrays.CPU, parallel=described.size >= _CPU_PARALLEL_THRESHOLD())(
             x, x, part, arrays["chunk_start"], arrays["chunk_stop"], arrays["chunk_seg"], arrays["seg_first"],
-            _scratch(dtype, 1), np.dtype(dtype).type(0))
+            _scratch(dtype, _GROUP), np.dtype(dtype).type(0))
     else:
         from numba import cuda
 
