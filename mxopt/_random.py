@@ -68,17 +68,35 @@ LOG_TERMS = 12
 def mul_rn(a, b):
     """``a·b`` rounded on its own: never fused with a following addition.
 
-    CUDA contracts ``a*b + c`` into a fused multiply-add; the engine
-    compiles this helper to libdevice's ``dmul_rn`` there (float64), so
+    CUDA contracts ``a*b + c`` into a fused multiply-add, which rounds once
+    where the CPU rounds twice; the engine compiles this helper to
+    libdevice's ``fmul_rn`` (float32) or ``dmul_rn`` (float64) there, so
     the product is rounded as on the CPU.
     """
     return a * b
 
 
-def _mul_rn_cuda():
-    from numba.cuda import libdevice
+_CUDA_MUL_RN = []
 
-    return libdevice.dmul_rn
+
+def _mul_rn_cuda():
+    """A stand-in for :func:`mul_rn` whose CUDA overload is ``fmul_rn``/``dmul_rn`` by type (made once)."""
+    if not _CUDA_MUL_RN:
+        from numba.core import types
+        from numba.cuda import libdevice
+        from numba.cuda.extending import overload
+
+        def mul_rn_cuda(a, b):
+            return a * b
+
+        @overload(mul_rn_cuda, target="cuda")
+        def _typed(a, b):
+            if a == types.float32 and b == types.float32:
+                return lambda a, b: libdevice.fmul_rn(a, b)
+            return lambda a, b: libdevice.dmul_rn(a, b)
+
+        _CUDA_MUL_RN.append(mul_rn_cuda)
+    return _CUDA_MUL_RN[0]
 
 
 #: The engine compiles :func:`mul_rn` to this on CUDA.

@@ -236,10 +236,9 @@ def test_cuda_adds_the_cpu_noise(dtype):
     for _ in range(2):
         cpu.update(0, w_cpu, g, None)
         gpu.update(0, w_gpu, cuda.to_device(g), None)
-    # The noise is the same bits on both targets (the deviate uses only correctly rounded
-    # operations and no FMA: tests/test_random.py). The simulator runs the rule in Python, so
-    # here the weights agree bit for bit too; a real GPU may fuse the deterministic part's
-    # a·b + c into an FMA, which can move a weight by one ulp.
+    # The same bits on both targets: every operation of the rule and of the deviate is one that
+    # both round correctly, with no FMA (the compiled code: test_cuda_kernel_compiles_and_adds_the_
+    # noise_unfused). The simulator runs the rule in Python; a GPU runs that compiled code.
     np.testing.assert_array_equal(w_gpu.copy_to_host(), w_cpu)
 
 
@@ -267,8 +266,8 @@ def test_cuda_kernel_compiles_and_adds_the_noise_unfused(monkeypatch):
     ``fma``; the only plain ``mul.f64`` are three scalings by powers of two (exact: m/2, a·2⁻²⁶,
     s·2⁻⁵²), which a fusion could not change. The noise path is then ``mul.rn.f64`` (√η·z),
     ``cvt.rn.f32.f64`` (rounded once) and ``add.f32``: the noise added is the CPU's. The float32
-    deterministic part may be contracted into an ``fma.rn.f32`` there, as in every rule, and then
-    differs from the CPU by an ulp at most.
+    deterministic part has its products as ``mul.rn.f32`` and no ``fma`` either: the weights are
+    the CPU's bit for bit.
     """
     from numba import config, types
 
@@ -294,3 +293,5 @@ def test_cuda_kernel_compiles_and_adds_the_noise_unfused(monkeypatch):
         assert set(f64) == {"mul.rn.f64", "add.f64", "div.rn.f64", "sqrt.rn.f64", "mul.f64"}, set(f64)
         assert f64.count("mul.f64") == 3
         assert ops.count("cvt.rn.f32.f64") == 1 and "add.f32" in ops
+        f32 = [op for op in ops if op.endswith(".f32") and op.startswith(("mul", "add", "sub", "fma", "neg"))]
+        assert not [op for op in ops if op.startswith("fma")] and set(f32) <= {"mul.rn.f32", "add.f32", "neg.f32"}, f32

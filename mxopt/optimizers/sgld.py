@@ -33,7 +33,9 @@ so that
   name, as when it is updated alone (``update(name, ...)``; a list of
   parameters is named ``"0"``, ``"1"``... as ``update(0, ...)`` is);
 * the CPU and CUDA kernels add the same noise bits (see :mod:`mxopt._random`
-  for why the deviate is bitwise the same on both).
+  for why the deviate is bitwise the same on both), and give the same
+  weights: the rule's products go through ``mul_rn``, which CUDA never fuses
+  into a multiply-add, so every operation rounds as on the CPU.
 """
 import math
 
@@ -52,12 +54,14 @@ def sgld(w, g, e, key, t, half_lr, sqrt_lr, wd, rescale_grad, clip_gradient):
 
     ``half_lr`` is ``η/2`` in the compute dtype (MXNet's ``−lr/2`` cast to
     float32); ``sqrt_lr`` is ``√η`` in float64; ``z = normal(key, t, e)``.
+    ``mul_rn(a, b)`` is ``a·b``, kept out of CUDA's fused multiply-adds so
+    that both targets round every product: the same bits on the CPU and GPU.
     """
     if clip_gradient < math.inf:
-        grad = clip(rescale_grad * g, clip_gradient)
+        grad = clip(mul_rn(rescale_grad, g), clip_gradient)
     else:
-        grad = rescale_grad * g
-    w = w + (-half_lr) * (grad + wd * w)
+        grad = mul_rn(rescale_grad, g)
+    w = w + mul_rn(-half_lr, grad + mul_rn(wd, w))
     return w + narrow(mul_rn(sqrt_lr, normal(key, t, e)), w)
 
 
