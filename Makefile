@@ -87,7 +87,7 @@ test-site: venv browser-deps site
 	MXOPT_SITE_DIR=site $(PY) -m pytest -q -m browser tests/test_site.py
 
 bench: venv
-	$(PY) benchmarks/bench_adam.py && $(PY) benchmarks/bench_optimizers.py && $(PY) benchmarks/bench_layerwise.py
+	$(PY) benchmarks/bench_adam.py && $(PY) benchmarks/bench_optimizers.py && $(PY) benchmarks/bench_layerwise.py && $(PY) benchmarks/bench_online.py
 
 clean:
 	rm -rf site .cache build *.egg-info
