@@ -61,9 +61,11 @@ def main():
         raise ValueError(f"--sizes must be between 1 and the job's {world.Get_size()} ranks, got {args.sizes!r}")
     with np.load(args.digits) as f:
         data = datasets.Dataset(f["X_train"], f["y_train"], f["X_test"], f["y_test"], int(f["n_classes"]))
-    # Compile the four update rules on every rank at once (the first call of a rule compiles it), rather than
-    # rank by rank as each size's run reaches them; no measurement includes it.
-    for optimizer, params in (("sgd", SYNC), ("signum", SIGNUM), ("signum", {"momentum": 0.0}), ("dcasgd", DCASGD)):
+    # Compile the update rules on every rank at once (the first call of a rule compiles it), rather than rank
+    # by rank as each size's run reaches them; no measurement includes it. The vote's weight step is signSGD's
+    # rule; only the server (rank 0) applies DCASGD.
+    rules = [("sgd", SYNC), ("signum", SIGNUM), ("signum", {"momentum": 0.0})]
+    for optimizer, params in rules + ([("dcasgd", DCASGD)] if world.Get_rank() == 0 else []):
         warm = mxopt.Trainer({"w": np.zeros(8, np.float32)}, optimizer, params)
         warm.step(1)
     wait_quietly(world)
