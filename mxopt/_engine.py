@@ -21,6 +21,11 @@ every element. From that one function this module generates
 Both kernels run on flat, contiguous 1-D views; :func:`launch` picks the
 target from the arrays (see :mod:`mxopt._arrays`). The loop is written once,
 in :data:`_TEMPLATE`; no optimizer writes a loop or a kernel of its own.
+Before a rule first runs on arrays of given dtypes, :func:`launch` infers
+its result types and refuses (``TypeError``) a rule that does not return
+``w`` and its state values in the dtypes of their arrays: an untyped
+literal such as ``1 - beta1`` would otherwise turn float32 arithmetic into
+float64 without a word (:func:`_check_returns`).
 
 Rules that draw random numbers (SGLD) need to know *which* element they
 update: an :class:`UpdateRule` made with ``counters=("e", ...)`` receives the
