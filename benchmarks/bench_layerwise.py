@@ -37,7 +37,7 @@ def make(opt, n, g, rng):
     return lambda: opt.update(0, w, g, s)
 
 
-def per_launch(step, rule, steps=20):
+def per_launch(step, rule, steps=20, clock=time.perf_counter):
     """Median milliseconds of each launch of ``rule`` in ``step()`` and of the rest of the step."""
     original = _reduce.LayerwiseRule.kernel
     times = {}
@@ -48,9 +48,9 @@ def per_launch(step, rule, steps=20):
             return kernel
 
         def run(*a):
-            t = time.perf_counter()
+            t = clock()
             kernel(*a)
-            times.setdefault(part, []).append(time.perf_counter() - t)
+            times.setdefault(part, []).append(clock() - t)
         return run
 
     step()
@@ -58,9 +58,9 @@ def per_launch(step, rule, steps=20):
     try:
         total = []
         for _ in range(steps):
-            t = time.perf_counter()
+            t = clock()
             step()
-            total.append(time.perf_counter() - t)
+            total.append(clock() - t)
     finally:
         _reduce.LayerwiseRule.kernel = original
     ms = {part: 1e3 * statistics.median(v) for part, v in times.items()}
@@ -124,7 +124,9 @@ def main():
     print("LAMB/Adam", round(ms["lamb"] / ms["adam"], 3), "LARS/SGDmom", round(ms["lars"] / ms["sgd_mom"], 3))
     if a.profile:
         for k in ("lamb", "lars"):
-            print(k, "per launch (ms):", {p: round(v, 2) for p, v in per_launch(steps[k], opts[k].rule).items()})
+            clock = time.process_time if a.cpu_time else time.perf_counter
+            print(k, "per launch (ms):", {p: round(v, 2) for p, v in per_launch(steps[k], opts[k].rule,
+                                                                               clock=clock).items()})
 
 
 if __name__ == "__main__":
