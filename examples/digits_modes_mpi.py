@@ -12,7 +12,7 @@ ranks, one after the other in the same processes:
   so that the weights can be compared with mxopt.workers.train_data_parallel bit for bit;
 * dist_sync_vote: Signum (momentum 0.9, learning rate 0.01) with the 1-bit majority vote, on the
   same batches;
-* dist_async (two ranks or more; rank 0 serves): DCASGD (learning rate 0.5, lamda 16), worker k
+* dist_async (two ranks or more; rank 0 serves): DCASGD (learning rate 0.1, lamda 0.5), worker k
   taking its own batches of the schedule of N - 1 shards, at its own pace; the server logs every update
   (the gradient, its batch size and the weights the worker pulled) so that it can be replayed
   in one process.
@@ -38,7 +38,7 @@ from mxopt import datasets, kvstore, models, workers
 B, SEED, HIDDEN = 16, 0, 26           # D = 64*26 + 26 + 26*10 + 10 = 1960, a multiple of 8
 SYNC = {"learning_rate": 0.05, "momentum": 0.9}       # per 16 examples; times N on N ranks
 SIGNUM = {"learning_rate": 0.01, "momentum": 0.9}
-DCASGD = {"learning_rate": 0.5, "lamda": 16.0}
+DCASGD = {"learning_rate": 0.1, "lamda": 0.5}
 
 
 def wait_quietly(comm):
