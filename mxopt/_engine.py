@@ -305,6 +305,20 @@ def _calls(rule, args, n):
     return calls
 
 
+def check(rule, weight, grad, state, args, master=None):
+    """Everything :func:`launch` would refuse, checked before anything changes; its kernel calls.
+
+    An aggregated update checks every parameter's launch with this first, so
+    that a refused rule (:func:`_check_returns`) leaves every parameter as it was.
+    """
+    calls = _calls(rule, args, _arrays.info(weight).size)
+    if calls:  # a multi-precision rule reads the float32 master copy and a float32 gradient
+        dtypes = ([_arrays.info(a).dtype for a in (weight, grad, *state)] if master is None else
+                  [np.float32, np.float32, *(_arrays.info(a).dtype for a in state)])
+        _check_returns(rule, dtypes, calls[0][1])
+    return calls
+
+
 def launch(rule, weight, grad, state, args, master=None):
     """Run ``rule`` over every element, in place.
 
@@ -321,14 +335,12 @@ def launch(rule, weight, grad, state, args, master=None):
     if target == _arrays.CPU:
         if weight.size == 0:
             return
-        calls = _calls(rule, args, weight.size)
+        calls = check(rule, weight, grad, state, args, master)
         if master is None:
             arrays = [a.reshape(-1) for a in (weight, grad, *state)]
         else:
             # Numba has no float16 arithmetic on the CPU: convert around the kernel.
             arrays = [a.reshape(-1) for a in (master, grad.astype(np.float32), *state)]
-        if calls:
-            _check_returns(rule, [a.dtype for a in arrays], calls[0][1])
         for size, call_args in calls:
             rule.kernel(target, parallel=size >= CPU_PARALLEL_THRESHOLD)(*arrays, *call_args)
         if master is not None:
@@ -338,10 +350,7 @@ def launch(rule, weight, grad, state, args, master=None):
     n = flats[0].shape[0]
     if n == 0:
         return
-    calls = _calls(rule, args, n)
-    if calls:  # the rule reads the float32 master copy and a float32 gradient (multi-precision)
-        _check_returns(rule, [a.dtype for a in flats] if master is None else
-                       [np.float32, np.float32, *(a.dtype for a in flats[2:])], calls[0][1])
+    calls = check(rule, weight, grad, state, args, master)
     stream = _arrays.stream_of(weight)
     if master is not None:
         kernel, arrays = rule.kernel(target, multi_precision=True), (flats[0], _arrays.flat(master), *flats[1:])

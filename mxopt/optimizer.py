@@ -553,6 +553,9 @@ class Optimizer:
                 args = self._rule_scalars(rule, dtype, index, t, lr, wd, new, num_update)
                 launches.append((weight, grad, arrays, args, master, state, new))
             layerwise = self._layerwise()
+            if not layerwise:  # what a launch would refuse, refused before the first one
+                for weight, grad, arrays, args, master, *_ in launches:
+                    _engine.check(rule, weight, grad, arrays, args, master=master)
             for (index, *_), (weight, grad, arrays, args, master, state, new) in zip(plans, launches):
                 if layerwise:
                     plan, inputs = self._plan(index, _arrays.info(weight).shape)

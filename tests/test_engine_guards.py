@@ -156,3 +156,19 @@ def test_the_check_runs_before_a_cuda_launch():
     with pytest.raises(TypeError, match=r"rule ewa_int_literal returns \(float64, float64\)"):
         opt.update(0, w, cuda.to_device(np.ones(4, np.float32)), state)
     np.testing.assert_array_equal(w.copy_to_host(), 1)
+
+
+def test_a_refused_rule_in_a_list_update_changes_no_parameter():
+    """An aggregated update whose later parameter's rule is refused (a float64
+    result for float32 weights) updates none of the parameters, the earlier
+    float64 one included."""
+    def halfstep(w, g, lr):
+        return w - 0.5 * lr * g  # 0.5 is a float64 literal: float32 in, float64 out
+
+    opt = optimizer(halfstep, 0)
+    (w64, g64), (w32, g32) = data(np.float64), data(np.float32, seed=1)
+    before = w64.copy(), w32.copy()
+    with pytest.raises(TypeError, match="halfstep"):
+        opt.update([0, 1], [w64, w32], [g64, g32], [opt.create_state(0, w64), opt.create_state(1, w32)])
+    assert np.array_equal(w64, before[0]) and np.array_equal(w32, before[1])
+    assert opt.num_update == 0
