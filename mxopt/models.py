@@ -531,6 +531,32 @@ class EpochRecord:
         return bool(np.all(np.isfinite(trainer.data))) and self(epoch)
 
 
+def _steps(model, trainer, X, y, order, batch_size, stats, before_step, first_step):
+    """Train on ``X[order]`` in batches of ``batch_size``, a step each; the batches' mean losses.
+
+    Each step writes the gradient of the batch's summed loss into
+    ``trainer.grads`` and calls ``trainer.step(B)``; ``before_step(trainer,
+    step)`` runs between the two, steps counted from ``first_step``. Stops at
+    the first non-finite loss, which ends the list (no step is taken for it).
+    The arguments are already checked (:func:`fit`, :func:`mxopt.strategies.train_epoch`).
+    """
+    weights, grads = trainer.params, trainer.grads
+    losses = []
+    for step, begin in enumerate(range(0, len(order), batch_size), start=first_step):
+        batch = order[begin:begin + batch_size]
+        with np.errstate(all="ignore"):
+            loss, g = model._loss_and_grad(weights, X[batch], y[batch], False, stats)
+        losses.append(loss / len(batch))
+        if not math.isfinite(loss):
+            break
+        for name, value in g.items():
+            grads[name][...] = value
+        if before_step is not None:
+            before_step(trainer, step)
+        trainer.step(len(batch))
+    return losses
+
+
 def fit(model, params, data, optimizer="sgd", optimizer_params=None, epochs=10, batch_size=32, seed=0, *,
         lr_mult=None, wd_mult=None, record_steps=False, stats=None, before_step=None) -> History:
     r"""Train ``model`` on ``data`` with mini-batches and an mxopt optimizer; return a :class:`History`.
@@ -587,7 +613,7 @@ def fit(model, params, data, optimizer="sgd", optimizer_params=None, epochs=10, 
         if params is None:
             params = model.init_params(seed)
         trainer = Trainer(dict(params), optimizer, optimizer_params, lr_mult=lr_mult, wd_mult=wd_mult)
-    weights, grads = trainer.params, trainer.grads
+    weights = trainer.params
     stats = model.init_stats(weights["fc1_weight"].dtype) if stats is None else stats
     evaluate = EpochRecord(model, weights, data, epochs, stats)
     X, y = evaluate.X, evaluate.y
@@ -599,22 +625,13 @@ def fit(model, params, data, optimizer="sgd", optimizer_params=None, epochs=10, 
     for epoch in range(1, epochs + 1):
         if diverged:
             break
-        order = rng.permutation(len(y))
-        for begin in range(0, len(y), batch_size):
-            batch = order[begin:begin + batch_size]
-            with np.errstate(all="ignore"):
-                loss, g = model._loss_and_grad(weights, X[batch], y[batch], False, stats)
-            if not math.isfinite(loss):
-                diverged = True
-                break
-            step += 1
-            if record_steps:
-                step_loss.append(loss / len(batch))
-            for name, value in g.items():
-                grads[name][...] = value
-            if before_step is not None:
-                before_step(trainer, step)
-            trainer.step(len(batch))
+        losses = _steps(model, trainer, X, y, rng.permutation(len(y)), batch_size, stats, before_step, step + 1)
+        if losses and not math.isfinite(losses[-1]):
+            diverged = True
+            losses.pop()
+        step += len(losses)
+        if record_steps:
+            step_loss.extend(losses)
         diverged = diverged or not evaluate.end_of_epoch(epoch, trainer)
     return History(evaluate.train_loss, evaluate.train_accuracy, evaluate.test_accuracy,
                    np.asarray(step_loss), diverged, trainer, stats)

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from . import _checks
+from . import _checks, models
 
 __all__ = ["EarlyStopping", "train_epoch"]
 
@@ -105,7 +105,7 @@ def train_epoch(model, trainer, X, y, order, batch_size, *, stats=None, before_s
       >>> len(losses), bool(losses[-1] < losses[0])
       (22, True)
     """
-    weights, grads = trainer.params, trainer.grads
+    weights = trainer.params
     dtype = next(iter(weights.values())).dtype
     X, y = model._check(weights, np.asarray(X, dtype=dtype), y)
     order = np.asarray(order)
@@ -116,18 +116,4 @@ def train_epoch(model, trainer, X, y, order, batch_size, *, stats=None, before_s
     step = _checks.integer(1)("first_step", first_step)
     if before_step is not None and not callable(before_step):
         raise TypeError(f"before_step must be callable, got {type(before_step).__name__}")
-    losses = []
-    for begin in range(0, len(order), batch_size):
-        batch = order[begin:begin + batch_size]
-        with np.errstate(all="ignore"):
-            loss, g = model.loss_and_grad(weights, X[batch], y[batch], reduction="sum", stats=stats)
-        losses.append(loss / len(batch))
-        if not math.isfinite(loss):
-            break
-        for name, value in g.items():
-            grads[name][...] = value
-        if before_step is not None:
-            before_step(trainer, step)
-        trainer.step(len(batch))
-        step += 1
-    return np.asarray(losses)
+    return np.asarray(models._steps(model, trainer, X, y, order, batch_size, stats, before_step, step))
