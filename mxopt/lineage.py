@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Paper", "Record", "RECORDS", "FAMILIES", "for_optimizer", "ancestors", "descendants",
+__all__ = ["Paper", "Record", "RECORDS", "FAMILIES", "COLOURS", "for_optimizer", "ancestors", "descendants",
            "topological_order", "draw_map"]
 
 
@@ -254,8 +254,9 @@ def _x(year):
     return -math.log(HORIZON - year)
 
 
-#: Colours of the families (Okabe-Ito, with a dark olive instead of the palette's pale yellow).
-_COLOURS = ("#56B4E9", "#7F7F1F", "#0072B2", "#E69F00", "#CC79A7", "#009E73", "#D55E00", "#000000")
+#: Colour of each family on the map (Okabe-Ito, with a dark olive instead of the palette's pale yellow).
+COLOURS = dict(zip(FAMILIES, ("#56B4E9", "#7F7F1F", "#0072B2", "#E69F00", "#CC79A7", "#009E73", "#D55E00",
+                              "#000000")))
 
 
 def _half_width(record, char_width):
@@ -305,7 +306,7 @@ def draw_map(ax=None, *, highlight=(), char_width=0.036, figsize=(12.0, 6.0)):
     row_of, n_rows = _rows(records, char_width)
     if ax is None:
         _, ax = plt.subplots(figsize=figsize, layout="constrained")
-    colour = dict(zip(FAMILIES, _COLOURS))
+    colour = COLOURS
     where = {r.key: (_x(r.year), -row_of[r.key]) for r in records}
     boxes = {}
     for r in records:

@@ -41,6 +41,7 @@ def test_records_are_well_formed():
         assert record.paper.authors and record.paper.title and record.paper.venue
         assert len(set(record.parents)) == len(record.parents) and key not in record.parents
     assert {r.family for r in RECORDS.values()} == set(lineage.FAMILIES)          # no empty band
+    assert list(lineage.COLOURS) == list(lineage.FAMILIES) and len(set(lineage.COLOURS.values())) == len(lineage.FAMILIES)
 
 
 def test_parents_exist_and_are_not_younger():
