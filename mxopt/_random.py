@@ -12,31 +12,34 @@ a keyed bijection of 128-bit counters (Salmon, Moraes, Dror & Shaw, 2011,
 "Parallel random numbers: as easy as 1, 2, 3", SC'11). Ten rounds of a
 multiply-xor network give words that pass the BigCrush battery for every
 key. mxopt's counter is (element index, update count): element ``e`` of a
-parameter at update ``t`` reads
+parameter at update ``t`` reads the block
 
-    c = (e mod 2³², ⌊e / 2³²⌋ + 2²⁴·a, t mod 2³², ⌊t / 2³²⌋),   k = (key mod 2³², ⌊key / 2³²⌋)
+    c = (e mod 2³², ⌊e / 2³²⌋, t mod 2³², ⌊t / 2³²⌋),   k = (key mod 2³², ⌊key / 2³²⌋)
 
-where ``key`` mixes the optimizer's seed with the parameter's name and
-``a`` numbers the attempts of the rejection loop below (``e < 2⁵⁶``).
+where ``key`` mixes the optimizer's seed with the parameter's name.
 
-Normal deviates by Marsaglia's polar method (Marsaglia & Bray, 1964, "A
-convenient method for generating normal variables", SIAM Review 6): a
-point ``(u, v)`` uniform in the square ``(−1, 1)²`` is kept if
-``s = u² + v²`` is below 1, and then ``z = u·√(−2·ln s / s)`` is a standard
-normal deviate. One Philox block gives two points; up to :data:`BLOCKS`
-blocks are tried, so all fail with probability ``(1 − π/4)^(2·BLOCKS)``
-(about 4·10⁻¹⁴), and then ``z = 0``.
+Normal deviates by the Box–Muller transform (Box & Muller, 1958, "A note on
+the generation of random normal deviates", Ann. Math. Stat. 29): for ``u``
+uniform in (0, 1] and an angle ``θ`` uniform in [0, 2π), ``√(−2·ln u)·cos θ``
+is a standard normal deviate. Here ``u = (2k + 1)·2⁻⁵³`` from 52 bits of
+the block (x₀ and the top 20 bits of x₁), and ``cos θ`` is built from
+x₂ without any range reduction: its top bit is the sign, the next one
+chooses ``sin ψ`` or ``cos ψ``, and the low 30 bits give
+``ψ = (2j + 1)·2⁻³¹·π/4`` in (0, π/4); ``±sin ψ`` and ``±cos ψ`` with
+equal probability have the distribution of ``cos θ``. Every element costs
+one block and no branch (x₃ is unused), so a kernel's loop over the
+elements vectorises; the largest ``|z|`` is ``√(2·53·ln 2)`` ≈ 8.6.
 
-Why not Box–Muller with ``math.log`` and ``math.cos``: glibc and CUDA's
-libdevice may round those differently in the last bit, and CUDA fuses
-``a*b + c`` into one fused multiply-add, which rounds once instead of
-twice. Here every step is either integer arithmetic (``u`` and ``v`` are
-26-bit integers, ``s`` an exact integer below 2⁵³), or one of the IEEE
-operations that both targets round correctly (``+``, ``−``, ``/``, ``√``),
-or a product through :func:`mul_rn`, which the engine compiles to CUDA's
-``__dmul_rn`` (a product that is never fused). ``ln s`` is computed by
-:func:`log_scaled` from ``s``'s exponent and a series, with those
-operations only. So the deviate has the same bits on both targets.
+Why not ``math.log`` and ``math.cos``: glibc and CUDA's libdevice may round
+those differently in the last bit, and CUDA fuses ``a*b + c`` into one fused
+multiply-add, which rounds once instead of twice. Here every step is either
+integer arithmetic, or one of the IEEE operations that both targets round
+correctly (``+``, ``−``, ``/``, ``√``, a scaling by a power of two), or a
+product through :func:`mul_rn`, which the engine compiles to CUDA's
+``__dmul_rn`` (a product that is never fused). ``ln u`` is computed by
+:func:`log_scaled` from ``u``'s exponent and a series, ``sin ψ`` and ``cos ψ``
+by :func:`sin_cos` from their Taylor polynomials, with those operations only.
+So the deviate has the same bits on both targets.
 """
 import math
 
@@ -50,19 +53,24 @@ PHILOX_W1 = np.uint64(0xBB67AE85)
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 _U32 = np.uint64(32)
-_U24 = np.uint64(24)
-_U6 = np.uint64(6)
+_U20 = np.uint64(20)
+_U12 = np.uint64(12)
 
-#: Philox blocks (two candidate points each) the polar method tries before giving up.
-BLOCKS = 10
-#: Largest element index the counter holds (the attempt number takes the top 8 bits of c₁).
-MAX_ELEMENT = (1 << 56) - 1
+#: Largest element index the counter holds (its two low words).
+MAX_ELEMENT = (1 << 64) - 1
 #: ln 2, the nearest float64.
 LN2 = 0.6931471805599453
 #: √2, the nearest float64.
 SQRT2 = 1.4142135623730951
 #: Terms of the series ln m = 2·atanh(f) = 2·Σ f^(2j+1)/(2j+1), for |f| ≤ 3 − 2√2.
 LOG_TERMS = 12
+#: π/4, the nearest float64.
+PI_4 = 0.7853981633974483
+#: 1/(2j + 1), the series' coefficients (each correctly rounded).
+_ATANH = tuple(1.0 / (2 * j + 1) for j in range(LOG_TERMS))
+#: Taylor coefficients (−1)ʲ/(2j + 1)! of sin and (−1)ʲ/(2j)! of cos (each correctly rounded).
+_SIN = tuple((-1) ** j / math.factorial(2 * j + 1) for j in range(9))
+_COS = tuple((-1) ** j / math.factorial(2 * j) for j in range(10))
 
 
 def mul_rn(a, b):
@@ -120,82 +128,95 @@ def philox4x32(c0, c1, c2, c3, k0, k1):
 
 
 def log_scaled(s):
-    """``ln(s·2⁻⁵²)`` for an integer ``2 ≤ s < 2⁵³``, with +, −, /, :func:`mul_rn` only.
+    """``ln(s·2⁻⁵³)`` for an integer ``1 ≤ s < 2⁵³`` (uint64), with +, −, /, :func:`mul_rn` only, and no branch.
 
-    With ``s = m·2ᵉ``, ``m ∈ [√½, √2)``: ``ln = (e − 52)·ln 2 + 2·atanh(f)``,
+    With ``s = m·2ᵉ``, ``m ∈ [√½, √2)``: ``ln = (e − 53)·ln 2 + 2·atanh(f)``,
     ``f = (m − 1)/(m + 1)``; the series' terms fall below 10⁻¹⁷ after
-    :data:`LOG_TERMS`. Relative error a few float64 ulps.
+    :data:`LOG_TERMS`. Relative error a few float64 ulps. ``e`` is found by
+    a binary search whose steps are selects, not jumps, so a loop over
+    elements that calls this vectorises.
     """
-    e = 0
-    x = s
-    if x >= 4294967296:
-        x = x >> 32
-        e += 32
-    if x >= 65536:
-        x = x >> 16
-        e += 16
-    if x >= 256:
-        x = x >> 8
-        e += 8
-    if x >= 16:
-        x = x >> 4
-        e += 4
-    if x >= 4:
-        x = x >> 2
-        e += 2
-    if x >= 2:
-        e += 1
-    m = np.float64(s) / np.float64(np.int64(1) << e)  # exact: a power-of-two scaling
-    if m > SQRT2:
-        m = m / 2.0
-        e += 1
+    x = np.int64(s)
+    e = np.int64(0)
+    big = x >= 4294967296
+    x, e = (x >> 32, e + 32) if big else (x, e)
+    big = x >= 65536
+    x, e = (x >> 16, e + 16) if big else (x, e)
+    big = x >= 256
+    x, e = (x >> 8, e + 8) if big else (x, e)
+    big = x >= 16
+    x, e = (x >> 4, e + 4) if big else (x, e)
+    big = x >= 4
+    x, e = (x >> 2, e + 2) if big else (x, e)
+    e = e + 1 if x >= 2 else e  # now 2ᵉ ≤ s < 2ᵉ⁺¹
+    m = np.float64(np.int64(s) << (52 - e)) * 2.220446049250313e-16  # s·2⁻ᵉ ∈ [1, 2): exact (·2⁻⁵²)
+    high = m > SQRT2
+    m = m * 0.5 if high else m  # exact
     f = (m - 1.0) / (m + 1.0)
     f2 = mul_rn(f, f)
-    p = 0.0
-    for j in range(LOG_TERMS - 1, -1, -1):
-        p = 1.0 / np.float64(2 * j + 1) + mul_rn(f2, p)
-    return mul_rn(np.float64(e - 52), LN2) + mul_rn(f + f, p)
+    p = _ATANH[11]
+    p = _ATANH[10] + mul_rn(f2, p)
+    p = _ATANH[9] + mul_rn(f2, p)
+    p = _ATANH[8] + mul_rn(f2, p)
+    p = _ATANH[7] + mul_rn(f2, p)
+    p = _ATANH[6] + mul_rn(f2, p)
+    p = _ATANH[5] + mul_rn(f2, p)
+    p = _ATANH[4] + mul_rn(f2, p)
+    p = _ATANH[3] + mul_rn(f2, p)
+    p = _ATANH[2] + mul_rn(f2, p)
+    p = _ATANH[1] + mul_rn(f2, p)
+    p = _ATANH[0] + mul_rn(f2, p)
+    exponent = np.float64(e + (1 if high else 0) - 53)
+    return mul_rn(exponent, LN2) + mul_rn(f + f, p)
 
 
-def centred(x):
-    """``2a + 1 − 2²⁶`` from the top 26 bits ``a`` of the word ``x``: an odd integer in (−2²⁶, 2²⁶)."""
-    return np.int64(x >> _U6) * 2 + 1 - 67108864
+def sin_cos(psi):
+    """``(sin ψ, cos ψ)`` for ``0 ≤ ψ ≤ π/4`` by their Taylor polynomials (to ψ¹⁷/17! and ψ¹⁸/18!), :func:`mul_rn` only.
 
-
-def polar(a, s):
-    """Marsaglia's ``z = u·√(−2·ln s / s)`` for ``u = a·2⁻²⁶`` and ``s = (a² + b²)·2⁻⁵² < 1`` (integers in)."""
-    u = np.float64(a) / 67108864.0
-    q = mul_rn(-2.0, log_scaled(s)) / (np.float64(s) / 4503599627370496.0)
-    return mul_rn(u, math.sqrt(q))
+    The first omitted terms are below 10⁻¹⁹; the error is the rounding of
+    Horner's scheme, a few float64 ulps.
+    """
+    x2 = mul_rn(psi, psi)
+    s = _SIN[8]
+    s = _SIN[7] + mul_rn(x2, s)
+    s = _SIN[6] + mul_rn(x2, s)
+    s = _SIN[5] + mul_rn(x2, s)
+    s = _SIN[4] + mul_rn(x2, s)
+    s = _SIN[3] + mul_rn(x2, s)
+    s = _SIN[2] + mul_rn(x2, s)
+    s = _SIN[1] + mul_rn(x2, s)
+    c = _COS[9]
+    c = _COS[8] + mul_rn(x2, c)
+    c = _COS[7] + mul_rn(x2, c)
+    c = _COS[6] + mul_rn(x2, c)
+    c = _COS[5] + mul_rn(x2, c)
+    c = _COS[4] + mul_rn(x2, c)
+    c = _COS[3] + mul_rn(x2, c)
+    c = _COS[2] + mul_rn(x2, c)
+    c = _COS[1] + mul_rn(x2, c)
+    return psi + mul_rn(mul_rn(psi, x2), s), 1.0 + mul_rn(x2, c)
 
 
 def normal(key, t, e):
     """The standard normal deviate of element ``e`` at update ``t`` under ``key`` (uint64 each).
 
     Deterministic: the same arguments give the same float64 on every call
-    and on both targets; no state is read or written. Candidate points
-    ``(a, b)`` come from words (x₀, x₁), then (x₂, x₃), of Philox blocks
-    ``a = 0, 1, ...``; the first inside the disc (``s < 2⁵²``) gives ``z``.
+    and on both targets; no state is read or written. One Philox block
+    ``(x₀, x₁, x₂, x₃)`` of counter ``(e, t)``; Box–Muller on
+    ``u = (2k + 1)·2⁻⁵³`` (``k``: the 32 bits of x₀ and the top 20 of x₁)
+    and the angle word x₂: ``z = ±√(−2·ln u)·(sin ψ or cos ψ)`` with
+    ``ψ = (2j + 1)·2⁻³¹·π/4`` (``j``: the low 30 bits of x₂, the sign and
+    the choice of sin or cos its top two bits). No branch: a loop over
+    elements vectorises.
     """
-    k0 = key & _MASK32
-    k1 = key >> _U32
-    c0 = e & _MASK32
-    c1 = e >> _U32
-    c2 = t & _MASK32
-    c3 = t >> _U32
-    x2 = x3 = np.uint64(0)
-    for k in range(2 * BLOCKS):
-        if k % 2 == 0:
-            x0, x1, x2, x3 = philox4x32(c0, c1 | (np.uint64(k // 2) << _U24), c2, c3, k0, k1)
-            a = centred(x0)
-            b = centred(x1)
-        else:
-            a = centred(x2)
-            b = centred(x3)
-        s = a * a + b * b
-        if s < 4503599627370496:  # inside the unit disc: s·2⁻⁵² < 1
-            return polar(a, s)
-    return 0.0
+    x0, x1, x2, x3 = philox4x32(e & _MASK32, e >> _U32, t & _MASK32, t >> _U32, key & _MASK32, key >> _U32)
+    s = (((x0 << _U20) | (x1 >> _U12)) << np.uint64(1)) | np.uint64(1)
+    radius = math.sqrt(mul_rn(-2.0, log_scaled(s)))
+    j = x2 & np.uint64(0x3FFFFFFF)
+    psi = mul_rn(np.float64((j << np.uint64(1)) | np.uint64(1)) * 4.656612873077393e-10, PI_4)  # ·2⁻³¹ exact
+    sin, cos = sin_cos(psi)
+    z = mul_rn(radius, sin if (x2 >> np.uint64(30)) & np.uint64(1) else cos)
+    return -z if x2 >> np.uint64(31) else z
 
 
 def uniform(key, t, e):
@@ -272,5 +293,5 @@ def uniforms(key, t, n, first=0):
     return out
 
 
-__all__ = ["BLOCKS", "MAX_ELEMENT", "centred", "log_scaled", "mul_rn", "normal", "normals", "philox4x32", "polar",
-           "stream_key", "uniform", "uniforms"]
+__all__ = ["MAX_ELEMENT", "log_scaled", "mul_rn", "normal", "normals", "philox4x32", "sin_cos", "stream_key", "uniform",
+           "uniforms"]

@@ -101,11 +101,20 @@ def test_stream_keys_mix_seed_and_name():
 def test_logarithm_uses_no_libm_and_is_accurate():
     rng = np.random.default_rng(1)
     log = _compile(R.log_scaled, "cpu")
-    for s in [2, 3, 255, 256, 257, 2**26, 2**52 - 1, *rng.integers(2, 2**52, 2000)]:
-        got = log(np.int64(s))
-        want = math.log(s * 2.0**-52)  # s·2⁻⁵² is exact; libm's log is within an ulp
+    for s in [1, 2, 3, 255, 256, 257, 2**26, 2**52 - 1, 2**52 + 1, 2**53 - 1, *rng.integers(1, 2**53, 2000)]:
+        got = log(U64(s))
+        want = math.log(s * 2.0**-53)  # s·2⁻⁵³ is exact; libm's log is within an ulp
         assert abs(got - want) <= 4 * math.ulp(want), s
-        assert got == R.log_scaled(np.int64(s))  # Python and compiled agree bit for bit
+        assert got == R.log_scaled(U64(s))  # Python and compiled agree bit for bit
+
+
+def test_sine_and_cosine_use_no_libm_and_are_accurate():
+    sin_cos = _compile(R.sin_cos, "cpu")
+    for psi in [0.0, 1e-9, 0.1, 0.5, R.PI_4, *np.random.default_rng(2).uniform(0, R.PI_4, 2000)]:
+        s, c = sin_cos(psi)
+        assert abs(s - math.sin(psi)) <= 2 * math.ulp(math.sin(psi)) + 1e-300, psi
+        assert abs(c - math.cos(psi)) <= 2 * math.ulp(math.cos(psi)), psi
+        assert (s, c) == R.sin_cos(psi)  # Python and compiled agree bit for bit
 
 
 # The compiled GPU code of the deviate (inside SGLD's kernel) is checked for fused multiply-adds in

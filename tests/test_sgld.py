@@ -262,9 +262,9 @@ def test_cuda_kernel_compiles_and_adds_the_noise_unfused(monkeypatch):
     """The real CUDA kernel (not the simulator's Python) type-checks for sm_90, plain and multi-precision.
 
     The deviate (mxopt._random.normal) compiles to float64 operations that are all correctly
-    rounded as on the CPU: ``mul.rn`` (CUDA never fuses it), ``add``, ``div.rn``, ``sqrt.rn``, no
-    ``fma``; the only plain ``mul.f64`` are three scalings by powers of two (exact: m/2, a·2⁻²⁶,
-    s·2⁻⁵²), which a fusion could not change. The noise path is then ``mul.rn.f64`` (√η·z),
+    rounded as on the CPU: ``mul.rn`` (CUDA never fuses it), ``add``, ``div.rn``, ``sqrt.rn``, ``neg``
+    (exact), no ``fma``; the only plain ``mul.f64`` are three scalings by powers of two (exact:
+    m·2⁻⁵², m/2, (2j + 1)·2⁻³¹), which a fusion could not change. The noise path is then ``mul.rn.f64`` (√η·z),
     ``cvt.rn.f32.f64`` (rounded once) and ``add.f32``: the noise added is the CPU's. The float32
     deterministic part has its products as ``mul.rn.f32`` and no ``fma`` either: the weights are
     the CPU's bit for bit.
@@ -290,7 +290,7 @@ def test_cuda_kernel_compiles_and_adds_the_noise_unfused(monkeypatch):
             pytest.skip(f"cannot compile PTX here: {type(e).__name__}")
         ops = [line.split()[0] for line in ptx.splitlines() if line.strip()]
         f64 = [op for op in ops if op.endswith(".f64") and not op.startswith(("ld", "st", "mov", "cvt", "setp", "selp"))]
-        assert set(f64) == {"mul.rn.f64", "add.f64", "div.rn.f64", "sqrt.rn.f64", "mul.f64"}, set(f64)
+        assert set(f64) == {"mul.rn.f64", "add.f64", "div.rn.f64", "sqrt.rn.f64", "neg.f64", "mul.f64"}, set(f64)
         assert f64.count("mul.f64") == 3
         assert ops.count("cvt.rn.f32.f64") == 1 and "add.f32" in ops
         f32 = [op for op in ops if op.endswith(".f32") and op.startswith(("mul", "add", "sub", "fma", "neg"))]

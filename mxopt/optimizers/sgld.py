@@ -15,7 +15,7 @@ MXNet's global generator. (Its docstring cites Girolami & Calderhead's
 Riemannian variant, but there is no preconditioning.) The rule below keeps
 MXNet's order for the deterministic part, bit for bit; the noise cannot be
 MXNet's. mxopt draws it inside the rule from a counter-based generator
-(:mod:`mxopt._random`: Philox-4x32-10 and Marsaglia's polar method) keyed
+(:mod:`mxopt._random`: Philox-4x32-10 and the Box–Muller transform) keyed
 by ``(seed, parameter name)`` and counted by ``(update count t, element
 index e)``::
 
@@ -145,7 +145,7 @@ class SGLD(Optimizer):
                              f"its array {size}")
         largest = max(size if n is None else n for _, n in parts)
         if largest > _random.MAX_ELEMENT + 1:
-            raise ValueError(f"SGLD's generator numbers at most 2**56 elements per parameter, got {largest}")
+            raise ValueError(f"SGLD's generator numbers at most {_random.MAX_ELEMENT + 1} elements per parameter, got {largest}")
         return checked
 
     def _rule_scalars(self, rule, dtype, index, t, lr, wd, carried, num_update):
