@@ -71,7 +71,7 @@ _RESERVED = {"i", "rule", "kernel", "prange", "cuda", "np", "w16", "j", "part_st
 _TEMPLATE_COUNTED = """
 def kernel({outputs}{arrays}, part_start, part_size, {counters}, {scalars}):
     for i in {indices}:
-        j = part_start + i
+        j = np.uint64(part_start + i)  # unsigned: no negative-index wraparound, so w[j] is affine and LLVM vectorises
         {targets} = rule({inputs}, np.uint64(i), {counters}, {scalars}){store}
 """
 
@@ -195,10 +195,9 @@ def _compile(fn, target):
             glb[name] = _compile(glb[name], target)
     clone = types.FunctionType(fn.__code__, glb, fn.__name__, fn.__defaults__, fn.__closure__)
     if target == _arrays.CPU:
-        # Numba inlines rules and small helpers into the loop (so that LLVM vectorises it); the
-        # generator's functions (Philox, a logarithm) stay calls: inlined, they took 11 s to compile.
-        inline = "never" if fn.__module__ == "mxopt._random" else "always"
-        compiled = numba.njit(inline=inline, error_model="numpy")(clone)
+        # Numba inlines rules and helpers, the generator's included, into the loop (so that LLVM
+        # vectorises it; mxopt._random's deviate has no branch for that reason).
+        compiled = numba.njit(inline="always", error_model="numpy")(clone)
     else:
         from numba import cuda
 
