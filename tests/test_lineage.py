@@ -1,4 +1,4 @@
-"""Tests of mxopt.lineage: every registered optimizer has a record, and the parent links form a graph forward in time."""
+"""Tests of mxopt.lineage: a record for every registered optimizer; parent links forward in time, no cycles."""
 
 import matplotlib
 
@@ -41,7 +41,8 @@ def test_records_are_well_formed():
         assert record.paper.authors and record.paper.title and record.paper.venue
         assert len(set(record.parents)) == len(record.parents) and key not in record.parents
     assert {r.family for r in RECORDS.values()} == set(lineage.FAMILIES)          # no empty band
-    assert list(lineage.COLOURS) == list(lineage.FAMILIES) and len(set(lineage.COLOURS.values())) == len(lineage.FAMILIES)
+    assert list(lineage.COLOURS) == list(lineage.FAMILIES)
+    assert len(set(lineage.COLOURS.values())) == len(lineage.FAMILIES)
 
 
 def test_parents_exist_and_are_not_younger():
