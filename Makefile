@@ -37,8 +37,21 @@ NB_ENV := OPENBLAS_NUM_THREADS=1
 executed: venv
 	$(NB_ENV) $(PY) tools/execute_notebooks.py --jobs $(JOBS)
 
+# The build itself is skipped when nothing it reads changed since the last one
+# (site/.built is newer than every input: the pages, the hooks, the notebooks,
+# the package whose docstrings make the API reference, and the executed copies'
+# key files, which change whenever a notebook is executed again, e.g. after an
+# installed version changed); a second `make run` then serves at once.
+SITE_INPUTS = mkdocs.yml $(STAMP) $(shell find docs tools notebooks mxopt -type f \
+  -not -path '*/__pycache__/*' -not -path '*/.ipynb_checkpoints/*' 2>/dev/null) \
+  $(wildcard .cache/executed/*.key.json)
+
 site: executed
+	@$(MAKE) --no-print-directory site/.built
+
+site/.built: $(SITE_INPUTS)
 	$(MKDOCS) build --strict --clean
+	touch $@
 
 serve: site
 	$(PY) tools/serve.py --dir site --port $(PORT)
