@@ -31,6 +31,7 @@ SCHED_CASES = INDEX["scheduler_cases"]
 BIT_EXACT = {"sgd", "ccsgd", "nag", "adam", "signum", "dcasgd", "lars", "groupadagrad"}
 BIT_EXACT |= {"ftrl"}  # signed zeros included (tests/test_ftrl.py)
 BIT_EXACT |= {"ftml"}  # powers beta^t as float32 powf, as MXNet (tests/test_ftml.py)
+BIT_EXACT |= {"lbsgd"}  # its LARS norms summed in NumPy's pairwise order, as MXNet (tests/test_signum_dcasgd_lbsgd.py)
 #: Cases where mxopt fixes an MXNet bug on purpose: how many steps still equal MXNet's
 #: (the weights after them are compared; later weights and the final states are not).
 #: lamb_mp_fp16: MXNet 1.9.1 never writes LAMB's float32 master copy, so from step 2 on

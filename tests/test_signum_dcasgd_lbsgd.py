@@ -148,25 +148,23 @@ def _sequential(x):
     return total
 
 
-def test_lars_differs_from_mxnet_only_by_the_order_of_the_norms_sums():
-    """MXNet sums ‖w‖² and ‖ḡ‖² with NumPy (pairwise); mxopt sums each chunk in element order.
-    A float32 transcription with NumPy's sum gives MXNet's numbers at 0 ULP, the same
-    transcription with a sequential sum gives mxopt's at 0 ULP; the two sums differ in the
-    last bit at step 1, which moves the float32 rate η·mult by 1 ULP and, through the
-    momentum, the weights by at most 12 ULP over the six steps (16 in the momentum)."""
+def test_lars_sums_the_norms_in_mxnets_order():
+    """MXNet sums ‖w‖² and ‖ḡ‖² with NumPy's pairwise sum, and so does mxopt for
+    a parameter of up to one chunk: a float32 transcription with NumPy's sum gives
+    MXNet's numbers and mxopt's at 0 ULP, while a sequential sum would differ in the
+    last bit at step 1 (1 ULP in the rate η·mult, and through the momentum up to
+    12 ULP in the weights over the six steps) -- so the order is what is tested."""
     case = next(c for c in CASES if c["case"] == "lbsgd_lars")
     data = load_case(case)
     w0, grads = data["w0"], list(data["grads"])
     mxnet_order = _lars_float32(w0, grads, np.sum)
-    mxopt_order = _lars_float32(w0, grads, _sequential)
+    sequential = _lars_float32(w0, grads, _sequential)
     ours, _, state = run("lbsgd", case["kwargs"], w0, grads)
     for k in range(len(grads)):
         assert ulp_difference(mxnet_order[k], data["weights"][k]) == 0
-        assert ulp_difference(ours[k], mxopt_order[k]) == 0
-    worst = max(ulp_difference(ours[k], data["weights"][k]) for k in range(len(grads)))
-    assert 0 < worst <= 12
-    assert ulp_difference(np.asarray(state["mom"]), data["state"]) <= 16
-    np.testing.assert_allclose(ours[-1], data["weights"][-1], rtol=2e-6, atol=1e-7)
+        assert ulp_difference(ours[k], data["weights"][k]) == 0
+    assert 0 < max(ulp_difference(sequential[k], data["weights"][k]) for k in range(len(grads))) <= 12
+    assert ulp_difference(np.asarray(state["mom"]), data["state"]) == 0
 
 
 # -- each rule against its float64 transcription ---------------------------------------------------

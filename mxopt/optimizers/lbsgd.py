@@ -31,11 +31,14 @@ multiplier, with ``N_w = warmup_epochs·updates_per_epoch``, is ``k`` once
 MXNet's 'lars' is not the paper's: it divides squared norms (the paper's
 trust ratio is ``‖w‖/(‖g‖ + λ‖w‖)``), ignores ``N`` and does not scale the
 rate by ``k``; mxopt reproduces it. Its two sums of squares come from
-:mod:`mxopt._reduce` (one reduce pass per parameter, summed in element order
-in float32, then the multiplier in float64 as MXNet's Python computes it);
-MXNet sums them with NumPy's pairwise sum, so a float32 ``η·mult`` may
-differ from MXNet's in the last bit (a few ULP in the weights). With
-``multi_precision`` the norm is that of the float32 master weight.
+:mod:`mxopt._reduce` (one reduce pass per parameter, in float32, then the
+multiplier in float64 as MXNet's Python computes it); MXNet sums
+``(v*v).asnumpy()`` with NumPy, so a parameter of up to
+:data:`mxopt._reduce.CHUNK` elements is summed in NumPy's pairwise order
+(:func:`mxopt._reduce.pairwise`), and the result is MXNet's bit for bit; a
+longer one is summed in another order, which may move the last bit of
+``η·mult``. With ``multi_precision`` the norm is that of the float32 master
+weight.
 
 Unlike every other optimizer, LBSGD reads its learning rate before it counts
 the update, so its first update uses ``lr_scheduler(0)`` (MXNet's order,
@@ -122,7 +125,7 @@ def lars_rate(weight2, grad2, host_lr, host_wd):
 
 
 def _lars(summands, update, n_state):
-    return LayerwiseRule(summands, lars_rate, update, n_state, sums=("weight2", "grad2"), values=("lr",))
+    return LayerwiseRule(summands, lars_rate, update, n_state, sums=("weight2", "grad2"), values=("lr",), pairwise=True)
 
 
 #: The 'lars' rules, by (batch_scale > 1, momentum > 0): the update reads its layer's ``lr``.
