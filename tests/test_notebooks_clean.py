@@ -9,7 +9,8 @@ import pytest
 NOTEBOOKS = sorted((pathlib.Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 GUIDE = ["01_gradient_descent", "02_sgd_weight_decay", "03_momentum", "04_nesterov", "05_adagrad",
          "06_rmsprop", "07_adadelta", "08_adam", "09_adamax", "10_nadam", "11_amsgrad", "12_adamw",
-         "13_signum", "14_lars_lbsgd", "15_lamb", "16_dcasgd"]
+         "13_signum", "14_lars_lbsgd", "15_lamb", "16_dcasgd", "17_ftrl", "18_ftml", "19_sgld",
+         "20_schedules", "21_custom_optimizer", "22_choosing", "23_strategies", "24_many_machines"]
 
 
 def test_the_guide_is_complete():
