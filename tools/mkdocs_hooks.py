@@ -425,8 +425,8 @@ CHAPTER_API = {
     "19_sgld": ["mxopt.optimizers.sgld"],
     "20_schedules": ["mxopt.lr_scheduler", "mxopt.momentum_scheduler", "mxopt.optimization_state"],
     "21_custom_optimizer": ["mxopt.optimizer", "mxopt.UpdateRule"],
-    "22_choosing": ["mxopt.models", "mxopt.datasets"],
-    "23_strategies": ["mxopt.models"],
+    "22_choosing": ["mxopt.models", "mxopt.datasets", "mxopt.lineage"],
+    "23_strategies": ["mxopt.strategies", "mxopt.gradient_noise"],
     "24_many_machines": ["mxopt.kvstore", "mxopt.workers"],
 }
 
