@@ -127,6 +127,18 @@ def philox4x32(c0, c1, c2, c3, k0, k1):
     return philox_round(c0, c1, c2, c3, k0, k1)
 
 
+def exact_float(x):
+    """The float64 of an integer ``0 ≤ x < 2⁵³`` (uint64), exactly, from its two 32-bit halves.
+
+    The same number as ``np.float64(x)``; but a vector of 64-bit integers has
+    no conversion instruction before AVX-512, and LLVM converts it one lane
+    at a time, while 32-bit halves convert four at a time (and ``h·2³² + l``
+    is exact below 2⁵³; the product goes through :func:`mul_rn` only so
+    that CUDA's code has no ``fma`` at all, which the tests check).
+    """
+    return mul_rn(np.float64(np.uint32(x >> _U32)), 4294967296.0) + np.float64(np.uint32(x & _MASK32))  # no fma
+
+
 def log_scaled(s):
     """``ln(s·2⁻⁵³)`` for an integer ``1 ≤ s < 2⁵³`` (uint64), with +, −, /, :func:`mul_rn` only, and no branch.
 
@@ -149,7 +161,7 @@ def log_scaled(s):
     big = x >= 4
     x, e = (x >> 2, e + 2) if big else (x, e)
     e = e + 1 if x >= 2 else e  # now 2ᵉ ≤ s < 2ᵉ⁺¹
-    m = np.float64(np.int64(s) << (52 - e)) * 2.220446049250313e-16  # s·2⁻ᵉ ∈ [1, 2): exact (·2⁻⁵²)
+    m = exact_float(np.uint64(np.int64(s) << (52 - e))) * 2.220446049250313e-16  # s·2⁻ᵉ ∈ [1, 2): exact (·2⁻⁵²)
     high = m > SQRT2
     m = m * 0.5 if high else m  # exact
     f = (m - 1.0) / (m + 1.0)
@@ -166,7 +178,7 @@ def log_scaled(s):
     p = _ATANH[2] + mul_rn(f2, p)
     p = _ATANH[1] + mul_rn(f2, p)
     p = _ATANH[0] + mul_rn(f2, p)
-    exponent = np.float64(e + (1 if high else 0) - 53)
+    exponent = np.float64(np.int32(e + (1 if high else 0) - 53))
     return mul_rn(exponent, LN2) + mul_rn(f + f, p)
 
 
@@ -213,7 +225,7 @@ def normal(key, t, e):
     s = (((x0 << _U20) | (x1 >> _U12)) << np.uint64(1)) | np.uint64(1)
     radius = math.sqrt(mul_rn(-2.0, log_scaled(s)))
     j = x2 & np.uint64(0x3FFFFFFF)
-    psi = mul_rn(np.float64((j << np.uint64(1)) | np.uint64(1)) * 4.656612873077393e-10, PI_4)  # ·2⁻³¹ exact
+    psi = mul_rn(np.float64(np.int32((j << np.uint64(1)) | np.uint64(1))) * 4.656612873077393e-10, PI_4)  # ·2⁻³¹ exact
     sin, cos = sin_cos(psi)
     z = mul_rn(radius, sin if (x2 >> np.uint64(30)) & np.uint64(1) else cos)
     return -z if x2 >> np.uint64(31) else z
@@ -293,5 +305,5 @@ def uniforms(key, t, n, first=0):
     return out
 
 
-__all__ = ["MAX_ELEMENT", "log_scaled", "mul_rn", "normal", "normals", "philox4x32", "sin_cos", "stream_key", "uniform",
+__all__ = ["MAX_ELEMENT", "exact_float", "log_scaled", "mul_rn", "normal", "normals", "philox4x32", "sin_cos", "stream_key", "uniform",
            "uniforms"]

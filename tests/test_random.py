@@ -108,6 +108,12 @@ def test_logarithm_uses_no_libm_and_is_accurate():
         assert got == R.log_scaled(U64(s))  # Python and compiled agree bit for bit
 
 
+def test_exact_float_converts_integers_below_2_to_the_53_exactly():
+    exact_float = _compile(R.exact_float, "cpu")
+    for x in [0, 1, 2**32 - 1, 2**32, 2**32 + 1, 2**52, 2**53 - 1, *np.random.default_rng(3).integers(0, 2**53, 1000)]:
+        assert exact_float(U64(x)) == float(int(x)) == R.exact_float(U64(x)), x
+
+
 def test_sine_and_cosine_use_no_libm_and_are_accurate():
     sin_cos = _compile(R.sin_cos, "cpu")
     for psi in [0.0, 1e-9, 0.1, 0.5, R.PI_4, *np.random.default_rng(2).uniform(0, R.PI_4, 2000)]:
