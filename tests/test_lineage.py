@@ -19,8 +19,10 @@ def test_every_registered_optimizer_has_exactly_one_record():
         for name in record.registered:
             assert name not in owners, f"{name} is registered by {owners[name]} and {record.key}"
             owners[name] = record.key
-    assert set(owners) == set(mxopt.opt_registry)
-    for name in mxopt.opt_registry:
+    # the package's own optimizers (other tests register examples of their own in this process)
+    shipped = {name for name, cls in mxopt.opt_registry.items() if cls.__module__.startswith("mxopt.")}
+    assert set(owners) == shipped
+    for name in shipped:
         assert lineage.for_optimizer(name).key == owners[name]
         assert lineage.for_optimizer(name.upper()).key == owners[name]      # as mxopt.create reads names
 
