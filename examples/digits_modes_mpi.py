@@ -111,28 +111,22 @@ def train_modes(world, data, epochs, weights):
                              "bytes_up_per_step": int(up), "bytes_down_per_step": int(down)}
             weights[f"{size}/{label}"] = np.array(trainer.data, copy=True)
 
-    # -- dist_sync: the sum of the ranks' gradients, the step of the global batch --------------------------
-    store = kvstore.create("dist_sync", comm=world)
-    sgd = dict(SYNC, learning_rate=SYNC["learning_rate"] * size)
-    trainer = mxopt.Trainer(model.init_params(SEED), "sgd", sgd, kvstore=store)
-    seconds = []
-    for step in steps:
-        tic = time.perf_counter()
-        write_grads(trainer, step[rank])
-        trainer.step(sum(len(rows) for rows in step))
-        seconds.append(time.perf_counter() - tic)
-    report("dist_sync", store, trainer, seconds)
+    def train_synchronously(kind, optimizer, optimizer_params):
+        """Every rank takes each step of ``steps`` on its own rows; the store combines them."""
+        store = kvstore.create(kind, comm=world)
+        trainer = mxopt.Trainer(model.init_params(SEED), optimizer, optimizer_params, kvstore=store)
+        seconds = []
+        for step in steps:
+            tic = time.perf_counter()
+            write_grads(trainer, step[rank])
+            trainer.step(sum(len(rows) for rows in step))  # the global batch
+            seconds.append(time.perf_counter() - tic)
+        report(kind, store, trainer, seconds)
 
+    # -- dist_sync: the sum of the ranks' gradients, the step of the global batch --------------------------
+    train_synchronously("dist_sync", "sgd", dict(SYNC, learning_rate=SYNC["learning_rate"] * size))
     # -- dist_sync_vote: Signum's momentum signs, one bit per coordinate, and the majority vote ----------------
-    store = kvstore.create("dist_sync_vote", comm=world)
-    trainer = mxopt.Trainer(model.init_params(SEED), "signum", SIGNUM, kvstore=store)
-    seconds = []
-    for step in steps:
-        tic = time.perf_counter()
-        write_grads(trainer, step[rank])
-        trainer.step(sum(len(rows) for rows in step))
-        seconds.append(time.perf_counter() - tic)
-    report("dist_sync_vote", store, trainer, seconds)
+    train_synchronously("dist_sync_vote", "signum", SIGNUM)
 
     # -- dist_async: a parameter server on rank 0, DCASGD with the pulled weights as w_prev ---------------------
     if size > 1:
