@@ -148,9 +148,8 @@ def normgrad(optimizer, weight, grad, index=None):
     w = _checks.same_layout("weight", weight, g, "grad")
     _checks.disjoint([("grad", g), ("weight", w)], read_only={"weight"})
     wd = optimizer.wd if index is None else optimizer._get_wd(_check_index(index))
-    clip_gradient = float("inf") if optimizer.clip_gradient is None else optimizer.clip_gradient
-    scalars = {"wd": wd, "rescale_grad": optimizer.rescale_grad, "clip_gradient": clip_gradient}
-    args = _checks.step_scalars(scalars, NORMGRAD_RULE.scalar_names, g.dtype, off_when_infinite={"clip_gradient"})
+    args = _checks.step_scalars(optimizer._gradient_scalars(wd), NORMGRAD_RULE.scalar_names, g.dtype,
+                                optimizer.off_when_infinite)
     _engine.launch(NORMGRAD_RULE, grad, weight, (), args)
     return grad
 

@@ -335,8 +335,13 @@ class Optimizer:
         :attr:`carried` scalars also receives ``carried``, the values after
         this update (from :meth:`advance`).
         """
+        return {"lr": lr, **self._gradient_scalars(wd)}
+
+    def _gradient_scalars(self, wd):
+        """How the rules read the gradient's treatment: ``wd``, ``rescale_grad`` and ``clip_gradient``
+        (``None``, no clipping, as infinity: see :attr:`off_when_infinite`)."""
         clip = float("inf") if self.clip_gradient is None else self.clip_gradient
-        return {"lr": lr, "wd": wd, "rescale_grad": self.rescale_grad, "clip_gradient": clip}
+        return {"wd": wd, "rescale_grad": self.rescale_grad, "clip_gradient": clip}
 
     def advance(self, carried, t):
         """The :attr:`carried` scalars after update ``t``, from their values before it (pure)."""
