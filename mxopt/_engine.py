@@ -27,15 +27,20 @@ its result types and refuses (``TypeError``) a rule that does not return
 literal such as ``1 - beta1`` would otherwise turn float32 arithmetic into
 float64 without a word (:func:`_check_returns`).
 
-Rules that draw random numbers (SGLD) need to know *which* element they
-update: an :class:`UpdateRule` made with ``counters=("e", ...)`` receives the
-element's index within its parameter as argument ``e`` (a uint64), followed
-by per-parameter integers (a stream key, the update count), right after the
-state values. The arrays may hold several parameters (a Trainer's flat
-buffer): such a rule is launched with :class:`Parts`, one ``(start, stop,
-counters)`` per parameter, so that each parameter's elements are numbered
-from 0 and the result is the one of separate per-parameter updates. Other
-rules are generated and launched exactly as before.
+Rules that add noise (SGLD) receive it: an :class:`UpdateRule` made with
+``noise="z"`` gets, as its argument ``z`` right after the state values, a
+standard normal deviate (float32) of its own for every element, drawn by the
+counter-based generator of :mod:`mxopt._random` from a per-parameter key and
+the update count. The kernel loops over blocks of the generator: with
+``q = ⌊n/4⌋`` for a parameter of ``n`` elements, block ``b`` gives its four
+deviates to elements ``b``, ``q + b``, ``2q + b`` and ``3q + b`` (four
+contiguous runs, so loads and stores stay contiguous), and the last
+``n mod 4`` elements take those of block ``q``. The arrays may hold several
+parameters (a Trainer's flat buffer): such a rule is launched with
+:class:`Parts`, one ``(start, stop, (key, t))`` per parameter, so that each
+parameter is laid out on its own and the result is the one of separate
+per-parameter updates. Other rules are generated and launched exactly as
+before.
 
 Rules that need a reduction before the element-wise pass (the layer norms of
 LARS and LAMB) compute it in a first pass and hand the result to the rule as
@@ -66,24 +71,39 @@ def kernel({outputs}{arrays}, {scalars}):
 
 _RESERVED = {"i", "rule", "kernel", "prange", "cuda", "np", "w16", "j", "part_start", "part_size"}
 
-#: Rules with counters loop over one part (one parameter) of the arrays and pass ``i``, the index
-#: within the part, as the first counter; the other counters come with the part.
-_TEMPLATE_COUNTED = """
-def kernel({outputs}{arrays}, part_start, part_size, {counters}, {scalars}):
-    for i in {indices}:
-        j = np.uint64(part_start + i)  # unsigned: no negative-index wraparound, so w[j] is affine and LLVM vectorises
-        {targets} = rule({inputs}, np.uint64(i), {counters}, {scalars}){store}
+#: Rules with noise loop over the blocks of one part (one parameter) of the arrays; ``{lanes}``
+#: calls the rule on the four elements that share block ``b`` (see the module's docstring).
+_TEMPLATE_NOISE = """
+def kernel({outputs}{arrays}, part_start, part_size, noise_key, noise_t, {scalars}):
+    quarter = part_size // 4
+    for b in {indices}:
+        z0, z1, z2, z3 = normal4(noise_key, noise_t, np.uint64(b))
+        j0 = np.uint64(part_start + b)  # unsigned: no negative-index wraparound, so the loads are affine and vectorise
+        j1 = j0 + np.uint64(quarter)
+        j2 = j1 + np.uint64(quarter)
+        j3 = j2 + np.uint64(quarter)
+{lanes}
+    if {tail_thread}:
+        y0, y1, y2, y3 = normal4(noise_key, noise_t, np.uint64(quarter))
+        for k in range(part_size - 4 * quarter):  # the last n mod 4 elements, with block q's deviates in order
+            z_tail = y0 if k == 0 else (y1 if k == 1 else y2)
+            j_tail = np.uint64(part_start + 4 * quarter + k)
+{tail}
 """
+
+#: Names the noise template uses (a rule may not take them as scalars).
+_NOISE_NAMES = {"quarter", "b", "k", "z0", "z1", "z2", "z3", "y0", "y1", "y2", "y3", "z_tail", "j0", "j1", "j2", "j3", "j_tail",
+                "noise_key", "noise_t", "normal4"}
 
 
 class Parts:
-    """The launch arguments of a rule with counters: ``parts`` and the per-step ``scalars``.
+    """The launch arguments of a rule with noise: ``parts`` and the per-step ``scalars``.
 
-    ``parts`` is a sequence of ``(start, stop, counters)``: the elements
-    ``[start, stop)`` of the flat arrays form one parameter, whose rule
-    calls receive the element index ``i - start`` and then ``counters``
-    (the rule's counter arguments after the index, e.g. ``np.uint64``
-    values). ``stop=None`` means the end of the arrays.
+    ``parts`` is a sequence of ``(start, stop, (key, t))``: the elements
+    ``[start, stop)`` of the flat arrays form one parameter, whose deviates
+    the generator draws under ``key`` at update ``t`` (``np.uint64``
+    values, :func:`mxopt._random.normal4`). ``stop=None`` means the end of
+    the arrays.
     """
 
     __slots__ = ("parts", "scalars")
@@ -99,24 +119,26 @@ class UpdateRule:
 
     ``n_state`` says how many of the arguments after ``(w, g)`` are state
     values; the remaining arguments are per-step scalars, passed by name.
+    ``noise``, the name of the argument after the state values, makes a
+    rule with noise: that argument receives the element's standard normal
+    deviate (see the module's docstring).
     """
 
-    def __init__(self, fn, n_state, counters=()):
+    def __init__(self, fn, n_state, noise=None):
         params = list(inspect.signature(fn).parameters)
-        counters = tuple(counters)
         n_arrays = 2 + n_state
-        if len(params) < n_arrays + len(counters) or tuple(params[n_arrays: n_arrays + len(counters)]) != counters:
+        if len(params) < n_arrays + (noise is not None) or (noise is not None and params[n_arrays] != noise):
             raise TypeError(f"rule {fn.__name__} needs (w, g, {n_state} state values, "
-                            f"{', '.join(counters) + ', ' if counters else ''}scalars...)")
-        clash = _RESERVED.intersection(params)
+                            f"{noise + ', ' if noise is not None else ''}scalars...)")
+        clash = (_RESERVED | (_NOISE_NAMES if noise is not None else set())).intersection(params)
         if clash:
             raise TypeError(f"rule {fn.__name__} uses reserved argument names {sorted(clash)}")
         self.fn = fn
         self.arrays = params[:n_arrays]
         self.state_names = tuple(params[2:n_arrays])
-        #: The element index and the per-part integers (empty for the rules that need neither).
-        self.counter_names = counters
-        self.scalar_names = tuple(params[n_arrays + len(counters):])
+        #: The argument that receives the deviate (None for the rules without noise).
+        self.noise = noise
+        self.scalar_names = tuple(params[n_arrays + (noise is not None):])
         self._kernels = {}
 
     def __repr__(self):
@@ -125,26 +147,50 @@ class UpdateRule:
     # -- code generation ------------------------------------------------
     def source(self, target, multi_precision=False):
         """The Python source of the kernel for ``target`` (shown in the guide)."""
+        if self.noise is not None:
+            return self._noise_source(target, multi_precision)
         w, g, *state = self.arrays
-        written = [w, *state]
-        x = "j" if self.counter_names else "i"  # the array position (i counts within the part)
-        inputs = [f"{a}[{x}]" for a in self.arrays]
+        inputs = [f"{a}[i]" for a in self.arrays]
         if multi_precision:
-            inputs[1] = f"np.float32({g}[{x}])"
-        n = "part_size" if self.counter_names else f"{w}.shape[0]"
+            inputs[1] = f"np.float32({g}[i])"
         if target == _arrays.CPU:
-            indices = f"prange({n})"
+            indices = f"prange({w}.shape[0])"
         else:
-            indices = f"range(cuda.grid(1), {n}, cuda.gridsize(1))"
-        return (_TEMPLATE_COUNTED if self.counter_names else _TEMPLATE).format(
+            indices = f"range(cuda.grid(1), {w}.shape[0], cuda.gridsize(1))"
+        return _TEMPLATE.format(
             outputs="w16, " if multi_precision else "",
             arrays=", ".join(self.arrays),
-            counters=", ".join(self.counter_names[1:]),
             scalars=", ".join(self.scalar_names),
             indices=indices,
-            targets=", ".join(f"{a}[{x}]" for a in written),
             inputs=", ".join(inputs),
-            store=f"\n        w16[{x}] = {w}[{x}]" if multi_precision else "",
+            **self._stores("i", " " * 8, multi_precision),
+        )
+
+    def _stores(self, x, indent, multi_precision):
+        """``targets`` and ``store`` of one rule call at array position ``x``."""
+        w = self.arrays[0]
+        return {"targets": ", ".join(f"{a}[{x}]" for a in (w, *self.state_names)),
+                "store": f"\n{indent}w16[{x}] = {w}[{x}]" if multi_precision else ""}
+
+    def _call(self, x, z, indent, multi_precision):
+        """One rule call on the element at array position ``x`` with deviate ``z``, and its stores."""
+        inputs = [f"{a}[{x}]" for a in self.arrays]
+        if multi_precision:
+            inputs[1] = f"np.float32({self.arrays[1]}[{x}])"
+        stores = self._stores(x, indent, multi_precision)
+        return (f"{indent}{stores['targets']} = rule({', '.join(inputs)}, {z}, {', '.join(self.scalar_names)})"
+                f"{stores['store']}")
+
+    def _noise_source(self, target, multi_precision):
+        cpu = target == _arrays.CPU
+        return _TEMPLATE_NOISE.format(
+            outputs="w16, " if multi_precision else "",
+            arrays=", ".join(self.arrays),
+            scalars=", ".join(self.scalar_names),
+            indices="prange(quarter)" if cpu else "range(cuda.grid(1), quarter, cuda.gridsize(1))",
+            lanes="\n".join(self._call(f"j{k}", f"z{k}", " " * 8, multi_precision) for k in range(4)),
+            tail_thread="part_size % 4 != 0" + ("" if cpu else " and cuda.grid(1) == 0"),
+            tail=self._call("j_tail", "z_tail", " " * 12, multi_precision),
         )
 
     def kernel(self, target, multi_precision=False, parallel=True):
@@ -155,13 +201,18 @@ class UpdateRule:
         return self._kernels[key]
 
     def _build(self, target, multi_precision, parallel):
+        namespace = {"rule": _compile(self.fn, target), "np": np}
+        if self.noise is not None:
+            from . import _random
+
+            namespace["normal4"] = _compile(_random.normal4, target)
         if target == _arrays.CPU:
-            namespace = {"rule": _compile(self.fn, _arrays.CPU), "prange": numba.prange, "np": np}
+            namespace["prange"] = numba.prange
             exec(self.source(target), namespace)  # noqa: S102 - our own template
             return numba.njit(parallel=parallel, error_model="numpy")(namespace["kernel"])
         from numba import cuda
 
-        namespace = {"rule": _compile(self.fn, _arrays.CUDA), "cuda": cuda, "np": np}
+        namespace["cuda"] = cuda
         exec(self.source(target, multi_precision), namespace)  # noqa: S102
         return cuda.jit(namespace["kernel"])
 
@@ -235,7 +286,7 @@ def _check_returns(rule, dtypes, args):
     from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target
 
-    call = (np.uint64(0), *args[2:]) if rule.counter_names else tuple(args)
+    call = (np.float32(0), *args[4:]) if rule.noise is not None else tuple(args)
     sig = tuple(numba.from_dtype(np.dtype(d)) for d in dtypes) + tuple(numba.typeof(a) for a in call)
     if (rule.fn, sig) in _RETURNS_CHECKED:
         return
@@ -287,18 +338,18 @@ def _cuda_launch_config(n):
 
 
 def _calls(rule, args, n):
-    """``[(size, kernel arguments after the arrays)]``: one call, or one per part of a rule with counters."""
-    if not rule.counter_names:
+    """``[(size, kernel arguments after the arrays)]``: one call, or one per part of a rule with noise."""
+    if rule.noise is None:
         return [(n, tuple(args))]
     if not isinstance(args, Parts):
-        raise TypeError(f"{rule!r} has counters {rule.counter_names}: launch it with Parts, got {type(args).__name__}")
+        raise TypeError(f"{rule!r} draws noise: launch it with Parts, got {type(args).__name__}")
     calls = []
     for start, stop, counters in args.parts:
         stop = n if stop is None else stop
         if not 0 <= start <= stop <= n:
             raise ValueError(f"part [{start}, {stop}) lies outside the {n} elements of the arrays")
-        if len(counters) != len(rule.counter_names) - 1:
-            raise TypeError(f"a part of {rule!r} needs the counters {rule.counter_names[1:]}, got {counters!r}")
+        if len(counters) != 2:
+            raise TypeError(f"a part of {rule!r} needs the generator's (key, t), got {counters!r}")
         if stop > start:
             calls.append((stop - start, (np.int64(start), np.int64(stop - start), *counters, *args.scalars)))
     return calls
@@ -325,7 +376,7 @@ def launch(rule, weight, grad, state, args, master=None):
     one target, already checked (:func:`mxopt._checks.disjoint`: no two share
     memory). ``args`` are the rule's per-step scalars in the order of
     ``rule.scalar_names``, already numbers of the dtype the arithmetic runs
-    in (:func:`mxopt._checks.step_scalars`); for a rule with counters, a
+    in (:func:`mxopt._checks.step_scalars`); for a rule with noise, a
     :class:`Parts` (one kernel call per part). ``master`` is the float32
     master copy of a float16 weight (multi-precision): the rule then updates
     ``master`` and ``weight`` receives its rounded value.

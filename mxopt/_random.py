@@ -1,9 +1,9 @@
-"""Counter-based random numbers that update rules can draw, the same bits on the CPU and on CUDA.
+"""Counter-based random numbers that update rules receive, the same bits on the CPU and on CUDA.
 
 A rule that needs noise (SGLD) cannot keep a random state per element: the
 state would cost memory traffic, a checkpoint would have to carry it, and
 the CPU and CUDA kernels would need two generators that agree. A
-*counter-based* generator has no state at all: the random word is a fixed
+*counter-based* generator has no state at all: the random words are a fixed
 function of a key and a counter,
 
     (x₀, x₁, x₂, x₃) = Philox-4x32-10_k(c₀, c₁, c₂, c₃),
@@ -11,35 +11,52 @@ function of a key and a counter,
 a keyed bijection of 128-bit counters (Salmon, Moraes, Dror & Shaw, 2011,
 "Parallel random numbers: as easy as 1, 2, 3", SC'11). Ten rounds of a
 multiply-xor network give words that pass the BigCrush battery for every
-key. mxopt's counter is (element index, update count): element ``e`` of a
-parameter at update ``t`` reads the block
+key. mxopt's counter is (block index, update count): block ``b`` of a
+parameter at update ``t`` is
 
-    c = (e mod 2³², ⌊e / 2³²⌋, t mod 2³², ⌊t / 2³²⌋),   k = (key mod 2³², ⌊key / 2³²⌋)
+    c = (b mod 2³², ⌊b / 2³²⌋, t mod 2³², ⌊t / 2³²⌋),   k = (key mod 2³², ⌊key / 2³²⌋)
 
-where ``key`` mixes the optimizer's seed with the parameter's name.
+where ``key`` mixes the optimizer's seed with the parameter's name
+(:func:`stream_key`).
 
-Normal deviates by the Box–Muller transform (Box & Muller, 1958, "A note on
-the generation of random normal deviates", Ann. Math. Stat. 29): for ``u``
-uniform in (0, 1] and an angle ``θ`` uniform in [0, 2π), ``√(−2·ln u)·cos θ``
-is a standard normal deviate. Here ``u = (2k + 1)·2⁻⁵³`` from 52 bits of
-the block (x₀ and the top 20 bits of x₁), and ``cos θ`` is built from
-x₂ without any range reduction: its top bit is the sign, the next one
-chooses ``sin ψ`` or ``cos ψ``, and the low 30 bits give
-``ψ = (2j + 1)·2⁻³¹·π/4`` in (0, π/4); ``±sin ψ`` and ``±cos ψ`` with
-equal probability have the distribution of ``cos θ``. Every element costs
-one block and no branch (x₃ is unused), so a kernel's loop over the
-elements vectorises; the largest ``|z|`` is ``√(2·53·ln 2)`` ≈ 8.6.
+**Four deviates per block.** One block gives two Box–Muller pairs (Box &
+Muller, 1958, "A note on the generation of random normal deviates",
+Ann. Math. Stat. 29): from a radius word ``x`` and an angle word ``y``,
+
+    r = √(−2·ln u),   (z, z') = (r·cos θ, r·sin θ),
+
+two independent standard normal deviates, for ``u`` uniform in (0, 1] and
+``θ`` uniform in [0, 2π). ``(x₀, x₁)`` give the first pair, ``(x₂, x₃)`` the
+second (:func:`normal4`). So a deviate costs a quarter of a Philox block,
+half a logarithm and half a sine-and-cosine, as with cuRAND's
+``curand_normal4`` (the generator PyTorch's CUDA ``randn`` draws from).
+
+How the parameter's ``n`` elements share the blocks (the engine's loop,
+:mod:`mxopt._engine`): with ``q = ⌊n/4⌋``, element ``j·q + b`` (``j < 4``,
+``b < q``) takes deviate ``j`` of block ``b``, so that the four deviates of
+a block go to four contiguous runs of elements and a kernel's loads and
+stores stay contiguous (vectorised on the CPU, coalesced on a GPU); the last
+``n mod 4`` elements take the deviates of block ``q`` in order. Every element
+gets its own deviate.
+
+**The arithmetic is float32, correctly rounded.** ``u = fl(fl(⌊x/2⌋)·2⁻³¹ + 2⁻³²)``
+lies in (0, 1] with float32's full relative precision near 0 (the smallest
+is 2⁻³², so ``|z| ≤ √(64·ln 2) ≈ 6.66``, as for cuRAND's float deviates);
+``ln u`` comes from ``u``'s exponent and mantissa and a series
+(:func:`log_unit`), ``cos θ`` and ``sin θ`` from 26 bits of ``y`` and Taylor
+polynomials on (0, π/4) (:func:`sin_cos`). Each deviate is within a few
+float32 ulps of the exact transform of its ``u`` and ``θ``; a float64 weight
+receives the float32 deviate exactly (the noise is then resolved to about
+10⁻⁷ of its size, far below any Monte Carlo error).
 
 Why not ``math.log`` and ``math.cos``: glibc and CUDA's libdevice may round
 those differently in the last bit, and CUDA fuses ``a*b + c`` into one fused
-multiply-add, which rounds once instead of twice. Here every step is either
-integer arithmetic, or one of the IEEE operations that both targets round
-correctly (``+``, ``−``, ``/``, ``√``, a scaling by a power of two), or a
-product through :func:`mul_rn`, which the engine compiles to CUDA's
-``__dmul_rn`` (a product that is never fused). ``ln u`` is computed by
-:func:`log_scaled` from ``u``'s exponent and a series, ``sin ψ`` and ``cos ψ``
-by :func:`sin_cos` from their Taylor polynomials, with those operations only.
-So the deviate has the same bits on both targets.
+multiply-add, which rounds once instead of twice. Here every step is integer
+arithmetic, a reinterpretation of a float's bits, or one of the IEEE
+operations that both targets round correctly (``+``, ``−``, ``/``, ``√``, a
+conversion, a scaling by a power of two), or a product through
+:func:`mul_rn`, which the engine compiles to CUDA's ``__fmul_rn`` (a product
+that is never fused). So a deviate has the same bits on both targets.
 """
 import math
 
@@ -53,24 +70,27 @@ PHILOX_W1 = np.uint64(0xBB67AE85)
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 _U32 = np.uint64(32)
-_U20 = np.uint64(20)
-_U12 = np.uint64(12)
+_U1 = np.uint64(1)
+_U23 = np.uint64(23)
+_U24 = np.uint64(24)
+_U25 = np.uint64(25)
+_BITS23 = np.uint64(0x7FFFFF)
 
-#: Largest element index the counter holds (its two low words).
+_F32 = np.float32
+#: Largest element index a parameter may have (the block counter has 64 bits).
 MAX_ELEMENT = (1 << 64) - 1
-#: ln 2, the nearest float64.
-LN2 = 0.6931471805599453
-#: √2, the nearest float64.
-SQRT2 = 1.4142135623730951
-#: Terms of the series ln m = 2·atanh(f) = 2·Σ f^(2j+1)/(2j+1), for |f| ≤ 3 − 2√2.
-LOG_TERMS = 12
-#: π/4, the nearest float64.
-PI_4 = 0.7853981633974483
-#: 1/(2j + 1), the series' coefficients (each correctly rounded).
-_ATANH = tuple(1.0 / (2 * j + 1) for j in range(LOG_TERMS))
-#: Taylor coefficients (−1)ʲ/(2j + 1)! of sin and (−1)ʲ/(2j)! of cos (each correctly rounded).
-_SIN = tuple((-1) ** j / math.factorial(2 * j + 1) for j in range(9))
-_COS = tuple((-1) ** j / math.factorial(2 * j) for j in range(10))
+#: ln 2 and √2 rounded to float32 (√2 only splits the mantissa's range).
+LN2 = _F32(math.log(2))
+SQRT2 = _F32(math.sqrt(2))
+#: π/4 rounded to float32.
+PI_4 = _F32(math.pi / 4)
+#: Coefficients 2/(2j + 1) of ln m = 2·atanh(f) = Σ 2·f^(2j+1)/(2j+1), |f| ≤ 3 − 2√2 (f¹¹/11 < 10⁻⁹·f).
+_ATANH = tuple(_F32(2 / (2 * j + 1)) for j in range(5))
+#: Taylor coefficients (−1)ʲ/(2j + 1)! of sin (to ψ⁹) and (−1)ʲ/(2j)! of cos (to ψ¹⁰), float32.
+_SIN = tuple(_F32((-1) ** j / math.factorial(2 * j + 1)) for j in range(5))
+_COS = tuple(_F32((-1) ** j / math.factorial(2 * j)) for j in range(6))
+#: 2⁻³¹, 2⁻³² and 2⁻²⁴ (exact in float32).
+_TWO_M31, _TWO_M32, _TWO_M24 = _F32(2.0 ** -31), _F32(2.0 ** -32), _F32(2.0 ** -24)
 
 
 def mul_rn(a, b):
@@ -127,114 +147,83 @@ def philox4x32(c0, c1, c2, c3, k0, k1):
     return philox_round(c0, c1, c2, c3, k0, k1)
 
 
-def exact_float(x):
-    """The float64 of an integer ``0 ≤ x < 2⁵³`` (uint64), exactly, from its two 32-bit halves.
+def log_unit(x):
+    """``ln u`` of the uniform ``u = fl(fl(⌊x/2⌋)·2⁻³¹ + 2⁻³²)`` in (0, 1] of a 32-bit word ``x`` (float32).
 
-    The same number as ``np.float64(x)``; but a vector of 64-bit integers has
-    no conversion instruction before AVX-512, and LLVM converts it one lane
-    at a time, while 32-bit halves convert four at a time (and ``h·2³² + l``
-    is exact below 2⁵³; the product goes through :func:`mul_rn` only so
-    that CUDA's code has no ``fma`` at all, which the tests check).
+    With ``u = m·2ᵉ``, ``m ∈ [√½, √2)`` read off ``u``'s bits:
+    ``ln u = e·ln 2 + 2·atanh(f)``, ``f = (m − 1)/(m + 1)``, the series to
+    ``f⁹``. +, −, /, :func:`mul_rn` and selects only (no branch, so a loop
+    that calls it vectorises); within a few float32 ulps of ``ln u``.
     """
-    return mul_rn(np.float64(np.uint32(x >> _U32)), 4294967296.0) + np.float64(np.uint32(x & _MASK32))  # no fma
-
-
-def log_scaled(s):
-    """``ln(s·2⁻⁵³)`` for an integer ``1 ≤ s < 2⁵³`` (uint64), with +, −, /, :func:`mul_rn` only, and no branch.
-
-    With ``s = m·2ᵉ``, ``m ∈ [√½, √2)``: ``ln = (e − 53)·ln 2 + 2·atanh(f)``,
-    ``f = (m − 1)/(m + 1)``; the series' terms fall below 10⁻¹⁷ after
-    :data:`LOG_TERMS`. Relative error a few float64 ulps. ``e`` is found by
-    a binary search whose steps are selects, not jumps, so a loop over
-    elements that calls this vectorises.
-    """
-    x = np.int64(s)
-    e = np.int64(0)
-    big = x >= 4294967296
-    x, e = (x >> 32, e + 32) if big else (x, e)
-    big = x >= 65536
-    x, e = (x >> 16, e + 16) if big else (x, e)
-    big = x >= 256
-    x, e = (x >> 8, e + 8) if big else (x, e)
-    big = x >= 16
-    x, e = (x >> 4, e + 4) if big else (x, e)
-    big = x >= 4
-    x, e = (x >> 2, e + 2) if big else (x, e)
-    e = e + 1 if x >= 2 else e  # now 2ᵉ ≤ s < 2ᵉ⁺¹
-    m = exact_float(np.uint64(np.int64(s) << (52 - e))) * 2.220446049250313e-16  # s·2⁻ᵉ ∈ [1, 2): exact (·2⁻⁵²)
+    u = mul_rn(_F32(np.int32(x >> _U1)), _TWO_M31) + _TWO_M32  # the product is exact; the sum rounds (to 1 at the top)
+    bits = np.int32(_F32(u).view(np.int32))
+    m = np.int32((bits & 0x7FFFFF) | 0x3F800000).view(np.float32)  # u's mantissa, in [1, 2)
+    e = np.int32((bits >> 23) - 127)
     high = m > SQRT2
-    m = m * 0.5 if high else m  # exact
-    f = (m - 1.0) / (m + 1.0)
+    m = m * _F32(0.5) if high else m  # exact
+    e = np.int32(e + 1) if high else e
+    f = (m - _F32(1.0)) / (m + _F32(1.0))
     f2 = mul_rn(f, f)
-    p = _ATANH[11]
-    p = _ATANH[10] + mul_rn(f2, p)
-    p = _ATANH[9] + mul_rn(f2, p)
-    p = _ATANH[8] + mul_rn(f2, p)
-    p = _ATANH[7] + mul_rn(f2, p)
-    p = _ATANH[6] + mul_rn(f2, p)
-    p = _ATANH[5] + mul_rn(f2, p)
-    p = _ATANH[4] + mul_rn(f2, p)
+    p = _ATANH[4]
     p = _ATANH[3] + mul_rn(f2, p)
     p = _ATANH[2] + mul_rn(f2, p)
     p = _ATANH[1] + mul_rn(f2, p)
     p = _ATANH[0] + mul_rn(f2, p)
-    exponent = np.float64(np.int32(e + (1 if high else 0) - 53))
-    return mul_rn(exponent, LN2) + mul_rn(f + f, p)
+    return mul_rn(_F32(e), LN2) + mul_rn(f, p)
 
 
 def sin_cos(psi):
-    """``(sin ψ, cos ψ)`` for ``0 ≤ ψ ≤ π/4`` by their Taylor polynomials (to ψ¹⁷/17! and ψ¹⁸/18!), :func:`mul_rn` only.
+    """``(sin ψ, cos ψ)`` for float32 ``0 ≤ ψ ≤ π/4`` by Taylor polynomials (to ψ⁹ and ψ¹⁰), :func:`mul_rn` only.
 
-    The first omitted terms are below 10⁻¹⁹; the error is the rounding of
-    Horner's scheme, a few float64 ulps.
+    The first omitted terms are below 2·10⁻⁹ of the result; the error is
+    the rounding of Horner's scheme, a float32 ulp or two.
     """
     x2 = mul_rn(psi, psi)
-    s = _SIN[8]
-    s = _SIN[7] + mul_rn(x2, s)
-    s = _SIN[6] + mul_rn(x2, s)
-    s = _SIN[5] + mul_rn(x2, s)
-    s = _SIN[4] + mul_rn(x2, s)
+    s = _SIN[4]
     s = _SIN[3] + mul_rn(x2, s)
     s = _SIN[2] + mul_rn(x2, s)
     s = _SIN[1] + mul_rn(x2, s)
-    c = _COS[9]
-    c = _COS[8] + mul_rn(x2, c)
-    c = _COS[7] + mul_rn(x2, c)
-    c = _COS[6] + mul_rn(x2, c)
-    c = _COS[5] + mul_rn(x2, c)
+    s = _SIN[0] + mul_rn(x2, s)
+    c = _COS[5]
     c = _COS[4] + mul_rn(x2, c)
     c = _COS[3] + mul_rn(x2, c)
     c = _COS[2] + mul_rn(x2, c)
     c = _COS[1] + mul_rn(x2, c)
-    return psi + mul_rn(mul_rn(psi, x2), s), 1.0 + mul_rn(x2, c)
+    c = _COS[0] + mul_rn(x2, c)
+    return mul_rn(psi, s), c
 
 
-def normal(key, t, e):
-    """The standard normal deviate of element ``e`` at update ``t`` under ``key`` (uint64 each).
+def box_muller(x, y):
+    """Two independent standard normal deviates (float32) from a radius word ``x`` and an angle word ``y``.
 
-    Deterministic: the same arguments give the same float64 on every call
-    and on both targets; no state is read or written. One Philox block
-    ``(x₀, x₁, x₂, x₃)`` of counter ``(e, t)``; Box–Muller on
-    ``u = (2k + 1)·2⁻⁵³`` (``k``: the 32 bits of x₀ and the top 20 of x₁)
-    and the angle word x₂: ``z = ±√(−2·ln u)·(sin ψ or cos ψ)`` with
-    ``ψ = (2j + 1)·2⁻³¹·π/4`` (``j``: the low 30 bits of x₂, the sign and
-    the choice of sin or cos its top two bits). No branch: a loop over
-    elements vectorises.
+    ``r = √(−2·ln u)`` (:func:`log_unit`); the angle ``θ`` is uniform on
+    2²⁶ points of the circle without any range reduction: the low 23 bits
+    of ``y`` give ``ψ = (2j + 1)·2⁻²⁴·π/4`` in (0, π/4), bit 23 swaps
+    ``(cos ψ, sin ψ)`` to ``(sin ψ, cos ψ)`` (the angle ``π/2 − ψ``), bits 24
+    and 25 the signs (the quadrant). Returns ``(r·cos θ, r·sin θ)``.
     """
-    x0, x1, x2, x3 = philox4x32(e & _MASK32, e >> _U32, t & _MASK32, t >> _U32, key & _MASK32, key >> _U32)
-    s = (((x0 << _U20) | (x1 >> _U12)) << np.uint64(1)) | np.uint64(1)
-    radius = math.sqrt(mul_rn(-2.0, log_scaled(s)))
-    j = x2 & np.uint64(0x3FFFFFFF)
-    psi = mul_rn(np.float64(np.int32((j << np.uint64(1)) | np.uint64(1))) * 4.656612873077393e-10, PI_4)  # ·2⁻³¹ exact
+    r = _F32(math.sqrt(mul_rn(_F32(-2.0), log_unit(x))))  # float32 √ (rounding √ of a float32 in float64 to float32 is the same)
+    j = np.int32(y & _BITS23)
+    psi = mul_rn(mul_rn(_F32(np.int32(2 * j + 1)), _TWO_M24), PI_4)  # the first product is exact
     sin, cos = sin_cos(psi)
-    z = mul_rn(radius, sin if (x2 >> np.uint64(30)) & np.uint64(1) else cos)
-    return -z if x2 >> np.uint64(31) else z
+    a, b = (sin, cos) if (y >> _U23) & _U1 else (cos, sin)
+    a = -a if (y >> _U24) & _U1 else a
+    b = -b if (y >> _U25) & _U1 else b
+    return mul_rn(r, a), mul_rn(r, b)
 
 
-def uniform(key, t, e):
-    """The first Philox word of element ``e`` at update ``t``, as a float64 in (0, 1): ``(x + ½)·2⁻³²``."""
-    x0, x1, x2, x3 = philox4x32(e & _MASK32, e >> _U32, t & _MASK32, t >> _U32, key & _MASK32, key >> _U32)
-    return (np.float64(x0) + 0.5) / 4294967296.0
+def normal4(key, t, b):
+    """The four standard normal deviates (float32) of block ``b`` at update ``t`` under ``key`` (uint64 each).
+
+    Deterministic: the same arguments give the same bits on every call and
+    on both targets; no state is read or written. Philox-4x32-10 of counter
+    ``(b, t)``, then Box–Muller on ``(x₀, x₁)`` and on ``(x₂, x₃)``. No
+    branch: a loop over blocks vectorises.
+    """
+    x0, x1, x2, x3 = philox4x32(b & _MASK32, b >> _U32, t & _MASK32, t >> _U32, key & _MASK32, key >> _U32)
+    z0, z1 = box_muller(x0, x1)
+    z2, z3 = box_muller(x2, x3)
+    return z0, z1, z2, z3
 
 
 # -- keys: a parameter's stream ------------------------------------------------------------------
@@ -262,48 +251,30 @@ def stream_key(seed, name):
     return splitmix64(splitmix64(int(seed)) ^ h)
 
 
-def _host_kernels():
-    """CPU kernels that fill arrays with :func:`normal` / :func:`uniform` (tests, the guide)."""
-    import numba
-
-    from ._engine import _compile
-    from . import _arrays
-
-    norm, unif = _compile(normal, _arrays.CPU), _compile(uniform, _arrays.CPU)
-
-    @numba.njit  # one core: a threaded loop takes seconds more to compile than 10⁶ draws take to run
-    def fill_normal(out, key, t, first):
-        for i in range(out.shape[0]):
-            out[i] = norm(key, t, first + np.uint64(i))
-
-    @numba.njit
-    def fill_uniform(out, key, t, first):
-        for i in range(out.shape[0]):
-            out[i] = unif(key, t, first + np.uint64(i))
-
-    return fill_normal, fill_uniform
+# -- the deviates of a whole parameter, on the host ---------------------------------------------
+def deviate(w, g, z):
+    """The noise rule that stores its deviate (float64 arrays): run by the engine, it lays ``z`` out as every kernel does."""
+    return np.float64(z)
 
 
-_HOST = []
+_DEVIATE_RULE = []
 
 
-def normals(key, t, n, first=0):
-    """``[normal(key, t, e) for e in range(first, first + n)]`` as a float64 array (compiled, CPU)."""
-    if not _HOST:
-        _HOST.extend(_host_kernels())
-    out = np.empty(int(n), np.float64)
-    _HOST[0](out, np.uint64(key), np.uint64(t), np.uint64(first))
+def normals(key, t, n):
+    """The standard normal deviates of a parameter's ``n`` elements at update ``t`` under ``key`` (float64 array).
+
+    Element ``e`` receives ``out[e]`` in every kernel of a noise rule (the
+    float32 deviate, widened exactly). Computed by the engine's own loop,
+    with the rule :func:`deviate`: the layout of the blocks is written once.
+    """
+    from ._engine import Parts, UpdateRule, launch
+
+    if not _DEVIATE_RULE:
+        _DEVIATE_RULE.append(UpdateRule(deviate, n_state=0, noise="z"))
+    out = np.zeros(int(n), np.float64)
+    launch(_DEVIATE_RULE[0], out, out, (), Parts([(0, None, (np.uint64(key), np.uint64(t)))], ()))
     return out
 
 
-def uniforms(key, t, n, first=0):
-    """``[uniform(key, t, e) for e in range(first, first + n)]`` as a float64 array (compiled, CPU)."""
-    if not _HOST:
-        _HOST.extend(_host_kernels())
-    out = np.empty(int(n), np.float64)
-    _HOST[1](out, np.uint64(key), np.uint64(t), np.uint64(first))
-    return out
-
-
-__all__ = ["MAX_ELEMENT", "exact_float", "log_scaled", "mul_rn", "normal", "normals", "philox4x32", "sin_cos", "stream_key", "uniform",
-           "uniforms"]
+__all__ = ["MAX_ELEMENT", "box_muller", "log_unit", "mul_rn", "normal4", "normals", "philox4x32", "sin_cos",
+           "stream_key"]

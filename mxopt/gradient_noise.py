@@ -17,9 +17,10 @@ leave flat regions and poor basins; it then fades, more slowly than a
 learning-rate decay (:math:`\sum_t \sigma_t^2` diverges for :math:`\gamma \le 1`).
 
 The deviates come from the package's counter-based generator
-(:mod:`mxopt._random`, the one SGLD uses): :math:`z_{t,i}` is
-``normal(key, t, i)`` with ``key = stream_key(seed, name)``, a fixed function
-of ``(seed, name, t, i)``, with :math:`i` the element's index in C order.  So
+(:mod:`mxopt._random`, the one SGLD uses): :math:`z_{t,i}` is element
+:math:`i`'s deviate (C order) of ``normals(key, t, n)``, ``key =
+stream_key(seed, name)``: a fixed function of ``(seed, name, t, i)`` and the
+size ``n``, laid out as SGLD's kernels lay out theirs.  So
 no random state is kept, the same arguments give the same noise in any call
 order and in any process, and two parameters (two names) get independent
 streams.
@@ -88,7 +89,7 @@ class GradientNoise:
         return self.eta / (1.0 + t) ** self.gamma
 
     def deviates(self, t, n, name="") -> np.ndarray:
-        """The standard normal deviates :math:`z_{t,0}, \\dots, z_{t,n-1}` of parameter ``name`` (float64)."""
+        """The standard normal deviates :math:`z_{t,0}, \\dots, z_{t,n-1}` of parameter ``name`` (float32 values, float64 array)."""
         t = _step("t", t)
         n = _checks.integer(0, _random.MAX_ELEMENT + 1)("n", n)
         name = _checks.name_str("name", name)

@@ -14,14 +14,14 @@ operations: ``w += (−η/2)·(g̃ + λ·w)``, then ``w += normal(0, √η)`` fr
 MXNet's global generator. (Its docstring cites Girolami & Calderhead's
 Riemannian variant, but there is no preconditioning.) The rule below keeps
 MXNet's order for the deterministic part, bit for bit; the noise cannot be
-MXNet's. mxopt draws it inside the rule from a counter-based generator
+MXNet's. mxopt draws it inside the kernel from a counter-based generator
 (:mod:`mxopt._random`: Philox-4x32-10 and the Box–Muller transform) keyed
-by ``(seed, parameter name)`` and counted by ``(update count t, element
-index e)``::
+by ``(seed, parameter name)`` and counted by ``(update count t, block of
+four elements)``, and hands each element its deviate ``z`` (float32)::
 
-    ξ = float(√η · z),   z = normal(key(seed, name), t, e)   (√η and z in float64)
+    ξ = √η · z   (in the weight's dtype),   z: the element's deviate under key(seed, name) at update t
 
-so that
+(MXNet too adds a float32 ``normal(0, √η)``), so that
 
 * no random state is stored: SGLD keeps no state arrays, and a checkpoint
   (which holds the update counts) restores the stream exactly;
@@ -29,8 +29,8 @@ so that
   parameters never draw the same (their keys differ: a collision of the
   64-bit keys is an error);
 * a parameter's noise does not depend on how it is stored: in a Trainer's
-  flat buffer each parameter numbers its elements from 0 under its own
-  name, as when it is updated alone (``update(name, ...)``; a list of
+  flat buffer each parameter lays out its deviates on its own, under its
+  own name, as when it is updated alone (``update(name, ...)``; a list of
   parameters is named ``"0"``, ``"1"``... as ``update(0, ...)`` is);
 * the CPU and CUDA kernels add the same noise bits (see :mod:`mxopt._random`
   for why the deviate is bitwise the same on both), and give the same
@@ -43,29 +43,26 @@ import numpy as np
 
 from .. import _checks, _random
 from .._engine import Parts, UpdateRule
-from .._random import mul_rn, normal
-from .._reduce import narrow
+from .._random import mul_rn
 from .._scalar import clip
 from ..optimizer import Optimizer, register
 
 
-def sgld(w, g, e, key, t, half_lr, sqrt_lr, wd, rescale_grad, clip_gradient):
-    """One SGLD step for element ``e``: ``w ← w + (−η/2)·(clip(r·g, c) + λ·w) + √η·z``.
+def sgld(w, g, z, half_lr, sqrt_lr, wd, rescale_grad, clip_gradient):
+    """One SGLD step: ``w ← w + (−η/2)·(clip(r·g, c) + λ·w) + √η·z``, ``z`` the element's standard normal deviate.
 
     ``half_lr`` is ``η/2`` in the compute dtype (MXNet's ``−lr/2`` cast to
-    float32); ``sqrt_lr`` is ``√η`` in float64; ``z = normal(key, t, e)``.
+    float32); ``sqrt_lr`` is ``√η`` in float64; the engine draws ``z``
+    (float32, :mod:`mxopt._random`).
     ``mul_rn(a, b)`` is ``a·b``, kept out of CUDA's fused multiply-adds so
     that both targets round every product: the same bits on the CPU and GPU.
     """
-    if clip_gradient < math.inf:
-        grad = clip(mul_rn(rescale_grad, g), clip_gradient)
-    else:
-        grad = mul_rn(rescale_grad, g)
+    grad = clip(mul_rn(rescale_grad, g), clip_gradient)  # the identity when clipping is off (c = ∞)
     w = w + mul_rn(-half_lr, grad + mul_rn(wd, w))
-    return w + narrow(mul_rn(sqrt_lr, normal(key, t, e)), w)
+    return w + mul_rn(sqrt_lr, z)
 
 
-SGLD_RULE = UpdateRule(sgld, n_state=0, counters=("e", "key", "t"))
+SGLD_RULE = UpdateRule(sgld, n_state=0, noise="z")
 
 
 @register
@@ -98,7 +95,6 @@ class SGLD(Optimizer):
 
     rule = SGLD_RULE
     seed = _checks.Hyper(_checks.integer(0, (1 << 64) - 1), "seed of the noise")
-    float64_scalars = frozenset({"sqrt_lr"})
 
     def __init__(self, seed=0, **kwargs):
         super().__init__(**kwargs)
@@ -128,10 +124,11 @@ class SGLD(Optimizer):
         return keys[self.seed, name]
 
     def normals(self, name, t, n):
-        """The standard normal deviates ``z`` of parameter ``name``'s elements ``0 … n−1`` at update ``t``.
+        """The standard normal deviates ``z`` of the ``n`` elements of parameter ``name`` at update ``t``.
 
-        Update ``t`` of that parameter adds ``float(√η_t · z)``; this
-        recomputes them on the host (float64), e.g. to check or replay a run.
+        Update ``t`` of that parameter adds ``√η_t · z`` (in the weight's
+        dtype); this recomputes them on the host (float32 values in a
+        float64 array), e.g. to check or replay a run.
         """
         return _random.normals(self.stream_key(name), _checks.integer(1)("t", t), _checks.integer(0)("n", n))
 
