@@ -69,7 +69,7 @@ def kernel({outputs}{arrays}, {scalars}):
         {targets} = rule({inputs}, {scalars}){store}
 """
 
-_RESERVED = {"i", "rule", "kernel", "prange", "cuda", "np", "w16", "j", "part_start", "part_size"}
+_RESERVED = {"i", "rule", "kernel", "prange", "cuda", "np", "w16"}
 
 #: Rules with noise loop over the blocks of one part (one parameter) of the arrays; ``{lanes}``
 #: calls the rule on the four elements that share block ``b`` (see the module's docstring).
@@ -92,8 +92,8 @@ def kernel({outputs}{arrays}, part_start, part_size, noise_key, noise_t, {scalar
 """
 
 #: Names the noise template uses (a rule may not take them as scalars).
-_NOISE_NAMES = {"quarter", "b", "k", "z0", "z1", "z2", "z3", "y0", "y1", "y2", "y3", "z_tail", "j0", "j1", "j2", "j3", "j_tail",
-                "noise_key", "noise_t", "normal4"}
+_NOISE_NAMES = {"part_start", "part_size", "quarter", "b", "k", "z0", "z1", "z2", "z3", "y0", "y1", "y2", "y3",
+                "z_tail", "j0", "j1", "j2", "j3", "j_tail", "noise_key", "noise_t", "normal4"}
 
 
 class Parts:
@@ -149,10 +149,7 @@ class UpdateRule:
         """The Python source of the kernel for ``target`` (shown in the guide)."""
         if self.noise is not None:
             return self._noise_source(target, multi_precision)
-        w, g, *state = self.arrays
-        inputs = [f"{a}[i]" for a in self.arrays]
-        if multi_precision:
-            inputs[1] = f"np.float32({g}[i])"
+        w = self.arrays[0]
         if target == _arrays.CPU:
             indices = f"prange({w}.shape[0])"
         else:
@@ -162,9 +159,16 @@ class UpdateRule:
             arrays=", ".join(self.arrays),
             scalars=", ".join(self.scalar_names),
             indices=indices,
-            inputs=", ".join(inputs),
+            inputs=self._inputs("i", multi_precision),
             **self._stores("i", " " * 8, multi_precision),
         )
+
+    def _inputs(self, x, multi_precision):
+        """The rule's array arguments at array position ``x`` (a float16 gradient read as float32)."""
+        inputs = [f"{a}[{x}]" for a in self.arrays]
+        if multi_precision:
+            inputs[1] = f"np.float32({self.arrays[1]}[{x}])"
+        return ", ".join(inputs)
 
     def _stores(self, x, indent, multi_precision):
         """``targets`` and ``store`` of one rule call at array position ``x``."""
@@ -174,11 +178,8 @@ class UpdateRule:
 
     def _call(self, x, z, indent, multi_precision):
         """One rule call on the element at array position ``x`` with deviate ``z``, and its stores."""
-        inputs = [f"{a}[{x}]" for a in self.arrays]
-        if multi_precision:
-            inputs[1] = f"np.float32({self.arrays[1]}[{x}])"
         stores = self._stores(x, indent, multi_precision)
-        return (f"{indent}{stores['targets']} = rule({', '.join(inputs)}, {z}, {', '.join(self.scalar_names)})"
+        return (f"{indent}{stores['targets']} = rule({self._inputs(x, multi_precision)}, {z}, {', '.join(self.scalar_names)})"
                 f"{stores['store']}")
 
     def _noise_source(self, target, multi_precision):

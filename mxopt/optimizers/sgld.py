@@ -52,8 +52,8 @@ def sgld(w, g, z, half_lr, sqrt_lr, wd, rescale_grad, clip_gradient):
     """One SGLD step: ``w ← w + (−η/2)·(clip(r·g, c) + λ·w) + √η·z``, ``z`` the element's standard normal deviate.
 
     ``half_lr`` is ``η/2`` in the compute dtype (MXNet's ``−lr/2`` cast to
-    float32); ``sqrt_lr`` is ``√η`` in float64; the engine draws ``z``
-    (float32, :mod:`mxopt._random`).
+    float32); ``sqrt_lr`` is ``√η`` in the compute dtype too; the engine
+    draws ``z`` (float32, :mod:`mxopt._random`).
     ``mul_rn(a, b)`` is ``a·b``, kept out of CUDA's fused multiply-adds so
     that both targets round every product: the same bits on the CPU and GPU.
     """
